@@ -1,0 +1,211 @@
+"""`BacktestResult`: what a backtest gives back — equity, trades, orders, metrics — and its renderings."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from qlcore.events.types import OrderFilled
+from qlcore.model.state import TradingState
+from qlcore.portfolio.metrics import Metrics, compute_metrics
+from qlcore.portfolio.trades import round_trips
+
+if TYPE_CHECKING:
+    from qlcore.engine.config import BacktestConfig
+    from qlcore.strategies.base import Strategy
+
+ORDER_COLUMNS = [
+    "order_id",
+    "strategy_id",
+    "symbol",
+    "side",
+    "order_type",
+    "quantity",
+    "price",
+    "trigger_price",
+    "time_in_force",
+    "status",
+    "filled_quantity",
+    "avg_fill_price",
+    "fees",
+    "ts_init",
+    "ts_last",
+    "reason",
+]
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    run_id: str
+    strategies: list[dict[str, Any]]
+    config: dict[str, Any]
+    data: list[dict[str, Any]]
+    final_equity: Decimal
+    final_cash: Decimal
+    state_hash: str
+    equity: pd.Series
+    exposure: pd.Series
+    trades: pd.DataFrame
+    orders: pd.DataFrame
+    fills: pd.DataFrame
+    metrics: Metrics
+    events: int
+    bars: int
+    elapsed: float
+    order_list: list[tuple] = field(repr=False, default_factory=list)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        run_id: str,
+        strategies: list[Strategy],
+        config: BacktestConfig,
+        data: list[dict[str, Any]],
+        state: TradingState,
+        state_hash: str,
+        fills: list[OrderFilled],
+        equity: pd.Series,
+        exposure: pd.Series,
+        events: int,
+        bars: int,
+        elapsed: float,
+    ) -> BacktestResult:
+        trades = round_trips(fills, state.marks)
+        closed = trades[trades["closed"]]
+        metrics = compute_metrics(equity, closed, exposure)
+        orders = [o for _, o in sorted(state.orders.items(), key=lambda kv: kv[1].ts_init)]
+        orders_df = pd.DataFrame(
+            [
+                {
+                    "order_id": o.order_id,
+                    "strategy_id": o.strategy_id,
+                    "symbol": o.symbol,
+                    "side": str(o.side),
+                    "order_type": str(o.order_type),
+                    "quantity": o.quantity,
+                    "price": o.price,
+                    "trigger_price": o.trigger_price,
+                    "time_in_force": str(o.time_in_force),
+                    "status": str(o.status),
+                    "filled_quantity": o.filled_quantity,
+                    "avg_fill_price": o.avg_fill_price,
+                    "fees": o.fees,
+                    "ts_init": pd.Timestamp(o.ts_init),
+                    "ts_last": pd.Timestamp(o.ts_last),
+                    "reason": o.reason,
+                }
+                for o in orders
+            ],
+            columns=ORDER_COLUMNS,
+        )
+        fills_df = pd.DataFrame(
+            [
+                {
+                    "ts": pd.Timestamp(f.ts),
+                    "order_id": f.order_id,
+                    "trade_id": f.trade_id,
+                    "strategy_id": f.strategy_id,
+                    "symbol": f.symbol,
+                    "side": str(f.side),
+                    "quantity": f.quantity,
+                    "price": f.price,
+                    "fee": f.fee,
+                }
+                for f in fills
+            ],
+            columns=["ts", "order_id", "trade_id", "strategy_id", "symbol", "side", "quantity", "price", "fee"],
+        )
+        return cls(
+            run_id=run_id,
+            strategies=[
+                {"id": s.strategy_id, "name": s.name, "params": dict(s.param_values)} for s in strategies
+            ],
+            config=config.to_dict(),
+            data=data,
+            final_equity=state.equity(),
+            final_cash=state.cash,
+            state_hash=state_hash,
+            equity=equity,
+            exposure=exposure,
+            trades=trades,
+            orders=orders_df,
+            fills=fills_df,
+            metrics=metrics,
+            events=events,
+            bars=bars,
+            elapsed=elapsed,
+            order_list=[o.snapshot() for o in orders],
+        )
+
+    # --- views -------------------------------------------------------------------------------
+    @property
+    def title(self) -> str:
+        names = ", ".join(s["id"] for s in self.strategies)
+        symbols = ", ".join(d["symbol"] for d in self.data)
+        return f"{names} on {symbols}"
+
+    @property
+    def params(self) -> dict[str, Any]:
+        if len(self.strategies) == 1:
+            return dict(self.strategies[0]["params"])
+        return {f"{s['id']}.{k}": v for s in self.strategies for k, v in s["params"].items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly summary (money as strings, exact)."""
+        return {
+            "run_id": self.run_id,
+            "strategies": [
+                {"id": s["id"], "name": s["name"], "params": {k: _plain(v) for k, v in s["params"].items()}}
+                for s in self.strategies
+            ],
+            "config": self.config,
+            "data": self.data,
+            "final_equity": str(self.final_equity),
+            "final_cash": str(self.final_cash),
+            "state_hash": self.state_hash,
+            "events": self.events,
+            "bars": self.bars,
+            "orders": int(len(self.orders)),
+            "fills": int(len(self.fills)),
+            "trades": int(self.trades["closed"].sum()),
+            "elapsed_seconds": round(self.elapsed, 6),
+            "metrics": self.metrics.to_dict(),
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def _repr_html_(self) -> str:
+        from qlcore.portfolio.report import result_html
+
+        return result_html(
+            title=self.title,
+            metrics=self.metrics,
+            params=self.params,
+            run_id=self.run_id,
+            state_hash=self.state_hash,
+            final_equity=f"{self.final_equity:,.2f}",
+            trades=self.trades,
+        )
+
+    def plot(self):  # noqa: ANN201 - a holoviews Layout
+        """Equity and drawdown (holoviews, bokeh backend)."""
+        from qlcore.portfolio.report import plot_equity
+
+        return plot_equity(self.equity, title=self.title)
+
+    def __repr__(self) -> str:
+        m = self.metrics
+        return (
+            f"BacktestResult({self.run_id}: {self.title}; final equity {self.final_equity:,.2f}, "
+            f"return {m.total_return:.2%}, sharpe {m.sharpe:.2f}, max dd {m.max_drawdown:.2%}, "
+            f"{len(self.fills)} fills)"
+        )
+
+
+def _plain(v: Any) -> Any:
+    return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)

@@ -1,0 +1,74 @@
+"""Engine factory: where the store lives and how connections are set up."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from qlcore.store.tables import metadata
+
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def project_data_dir() -> Path:
+    """`QLCORE_DATA_DIR`, else the checkout's `data/` (when running from a clone), else `./data`."""
+    env = os.environ.get("QLCORE_DATA_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
+    if (_ROOT / "pyproject.toml").is_file() and (_ROOT / "qlcore").is_dir():
+        return _ROOT / "data"
+    return Path.cwd() / "data"
+
+
+def default_url() -> str:
+    return f"sqlite:///{project_data_dir() / 'qlcore.db'}"
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The store URL: the argument, else `QLCORE_DB_URL`, else the SQLite file under data/."""
+    url = url or os.environ.get("QLCORE_DB_URL") or default_url()
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    # FULL: a committed batch survives power loss, not only a crash of the process
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def connect(url: str | None = None, *, create: bool = True) -> Engine:
+    """An `Engine` for the store, with its tables created on first use. Engines are shared per URL."""
+    url = resolve_url(url)
+    engine = _ENGINES.get(url)
+    if engine is not None:
+        return engine
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url)
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    if create:
+        metadata.create_all(engine)
+    _ENGINES[url] = engine
+    return engine
+
+
+def dispose_all() -> None:
+    """Close every pooled connection (tests, and before a process forks)."""
+    for engine in _ENGINES.values():
+        engine.dispose()
+    _ENGINES.clear()

@@ -1,0 +1,52 @@
+"""Table definitions. One `MetaData`; every package's tables are declared here."""
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# a 64-bit key everywhere, but SQLite only auto-increments an INTEGER PRIMARY KEY (its rowid)
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("stream", String(96), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("checksum", BigInteger, nullable=False),
+    UniqueConstraint("stream", "seq", name="uq_events_stream_seq"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("created_at", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("strategies", Text, nullable=False),
+    Column("params", Text, nullable=False),
+    Column("config", Text, nullable=False),
+    Column("data", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("state_hash", String(64)),
+    Column("final_equity", String(64)),
+    Column("events", BigInteger),
+    Column("metrics", Text),
+    Column("equity", LargeBinary),
+    Index("ix_runs_created_at", "created_at"),
+)

@@ -1,0 +1,72 @@
+"""Shared fixtures: real files under a temporary folder, the shared market data, PostgreSQL."""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip with a reason outside CI; fail inside CI, where every service must be there."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real market data beside the project (../shared/data)."""
+    require(SHARED_DATA.is_dir(), f"{SHARED_DATA} is not present")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'qlcore.db'}"
+
+
+def _pg_url_with_fresh_schema() -> tuple[str, str]:
+    base = os.environ.get("QLCORE_TEST_PG_URL")
+    require(bool(base), "QLCORE_TEST_PG_URL is not set")
+    from sqlalchemy import create_engine, text
+
+    schema = f"qlt_{uuid.uuid4().hex[:12]}"
+    eng = create_engine(base)
+    try:
+        with eng.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # a configured but unreachable server is a failure, not a skip
+        pytest.fail(f"PostgreSQL at QLCORE_TEST_PG_URL is not usable: {exc}")
+    finally:
+        eng.dispose()
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options=-csearch_path%3D{schema}", schema
+
+
+@pytest.fixture
+def pg_url():
+    url, schema = _pg_url_with_fresh_schema()
+    yield url
+    from sqlalchemy import create_engine, text
+
+    eng = create_engine(os.environ["QLCORE_TEST_PG_URL"])
+    with eng.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    eng.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path: Path):
+    """Every store contract test runs on a real SQLite file and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'qlcore.db'}"
+    else:
+        yield request.getfixturevalue("pg_url")
