@@ -56,6 +56,7 @@ class BacktestResult:
     bars: int
     elapsed: float
     order_list: list[tuple] = field(repr=False, default_factory=list)
+    ruined_at: pd.Timestamp | None = None
 
     @classmethod
     def build(
@@ -76,7 +77,14 @@ class BacktestResult:
     ) -> BacktestResult:
         trades = round_trips(fills, state.marks)
         closed = trades[trades["closed"]]
-        metrics = compute_metrics(equity, closed, exposure)
+        # an account that loses everything has no defined returns after that point: the metrics
+        # cover the run up to the last bar with positive equity, and `ruined_at` says when it ended
+        bad = ~(equity > 0)
+        ruined_at = equity.index[bad.argmax()] if bad.any() else None
+        alive = equity[: bad.argmax()] if ruined_at is not None else equity
+        if alive.empty:
+            raise ValueError(f"equity is not positive at the first bar ({equity.iloc[0]})")
+        metrics = compute_metrics(alive, closed[closed["exit_ts"] < ruined_at] if ruined_at is not None else closed, exposure.loc[alive.index])
         orders = [o for _, o in sorted(state.orders.items(), key=lambda kv: kv[1].ts_init)]
         orders_df = pd.DataFrame(
             [
@@ -139,6 +147,7 @@ class BacktestResult:
             bars=bars,
             elapsed=elapsed,
             order_list=[o.snapshot() for o in orders],
+            ruined_at=ruined_at,
         )
 
     # --- views -------------------------------------------------------------------------------
@@ -173,6 +182,7 @@ class BacktestResult:
             "fills": int(len(self.fills)),
             "trades": int(self.trades["closed"].sum()),
             "elapsed_seconds": round(self.elapsed, 6),
+            "ruined_at": None if self.ruined_at is None else str(self.ruined_at),
             "metrics": self.metrics.to_dict(),
         }
 

@@ -1,0 +1,306 @@
+"""The `qlcore` command."""
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+app = typer.Typer(
+    help="Quantum Leap: backtest, replay and inspect trading strategies.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Market data: list and check data sets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class UserError(Exception):
+    """A problem with what the user asked for: printed as one line, exit code 2."""
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from qlcore.data import DataValidationError, UnknownSymbolError
+    from qlcore.engine.config import ConfigError
+    from qlcore.events.store import CorruptEventLog
+    from qlcore.store.runs import UnknownRunError
+    from qlcore.strategies import InvalidParameterError, UnknownParameterError, UnknownStrategyError
+
+    return (
+        UserError,
+        DataValidationError,
+        UnknownSymbolError,
+        ConfigError,
+        CorruptEventLog,
+        UnknownRunError,
+        InvalidParameterError,
+        UnknownParameterError,
+        UnknownStrategyError,
+        FileNotFoundError,
+    )
+
+
+def _parse_params(items: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--param {item!r}: expected NAME=VALUE")
+        params[key.strip()] = value.strip()
+    return params
+
+
+def _load_frames(symbols: str | None, data_files: list[Path], start: str | None, end: str | None) -> dict:
+    from qlcore.data import load_csv, load_parquet, load_sample
+
+    frames = {}
+    for sym in [s.strip() for s in (symbols or "").split(",") if s.strip()]:
+        frames[sym.upper()] = load_sample(sym.upper())
+    for path in data_files:
+        if not path.exists():
+            raise FileNotFoundError(f"data file not found: {path}")
+        df = load_parquet(path) if path.suffix == ".parquet" else load_csv(path)
+        frames[df.attrs["symbol"]] = df
+    if not frames:
+        raise UserError("no data: give --symbols (embedded sample: AAPL, GOOG, IBM, MSFT) or --data-file PATH")
+    for sym, df in list(frames.items()):
+        attrs = dict(df.attrs)
+        cut = df.loc[start:end] if (start or end) else df
+        if cut.empty:
+            raise UserError(f"{sym}: no bars between {start or 'the start'} and {end or 'the end'}")
+        cut.attrs.update(attrs)
+        frames[sym] = cut
+    return frames
+
+
+@app.command()
+def backtest(
+    strategy: Annotated[str, typer.Option("--strategy", "-s", help="built-in name (see `qlcore strategies`) or module:Class")],
+    symbols: Annotated[Optional[str], typer.Option(help="comma-separated embedded symbols, e.g. AAPL,MSFT")] = None,
+    data_file: Annotated[Optional[list[Path]], typer.Option("--data-file", "-f", help="CSV or Parquet bar file (repeatable)")] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="strategy parameter NAME=VALUE (repeatable)")] = None,
+    start: Annotated[Optional[str], typer.Option(help="first date, e.g. 2005-01-01")] = None,
+    end: Annotated[Optional[str], typer.Option(help="last date")] = None,
+    cash: Annotated[str, typer.Option(help="initial cash")] = "100000",
+    fee_bps: Annotated[str, typer.Option(help="fee in basis points of notional (10 = 0.1%)")] = "0",
+    min_fee: Annotated[str, typer.Option(help="minimum fee per order")] = "0",
+    slippage_bps: Annotated[str, typer.Option(help="slippage in basis points on market and stop fills")] = "0",
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    db: Annotated[Optional[str], typer.Option(help="store URL (default: QLCORE_DB_URL or data/qlcore.db)")] = None,
+    store: Annotated[bool, typer.Option(help="record events and the run in the store")] = True,
+    report: Annotated[Optional[Path], typer.Option(help="write an HTML report here")] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Run a backtest and print its metrics; events and the run record go to the store."""
+    from qlcore.engine import BacktestConfig, BacktestEngine
+    from qlcore.events import EventStore
+    from qlcore.store.db import connect
+    from qlcore.store.runs import save_run
+    from qlcore.strategies import create_strategy
+
+    strat = create_strategy(strategy, _parse_params(param or []))
+    frames = _load_frames(symbols, data_file or [], start, end)
+    config = BacktestConfig.from_mapping(
+        {"initial_cash": cash, "fee_bps": fee_bps, "min_fee": min_fee, "slippage_bps": slippage_bps}
+    )
+    engine = connect(db) if store else None
+    eng = BacktestEngine(config, store=EventStore(engine=engine) if engine is not None else None)
+    eng.add_strategy(strat)
+    total = sum(len(df) for df in frames.values())
+    result = eng.run(frames, progress=progress and not as_json and total >= 200_000 and sys.stderr.isatty())
+    if engine is not None:
+        save_run(engine, result)
+    if report is not None:
+        from qlcore.portfolio.report import write_report
+
+        write_report(report, [(result.title, result._repr_html_())])
+    if as_json:
+        typer.echo(result.to_json())
+        return
+    _print_result(result)
+    if engine is not None:
+        typer.echo(f"run id: {result.run_id}   (verify: qlcore replay --verify {result.run_id})")
+
+
+def _print_result(result: Any) -> None:
+    m = result.metrics
+    typer.secho(result.title, bold=True)
+    params = ", ".join(f"{k}={v}" for k, v in result.params.items())
+    rows = [
+        ("params", params),
+        ("period", f"{m.start:%Y-%m-%d} .. {m.end:%Y-%m-%d} ({result.bars:,} bars)"),
+        ("final equity", f"{result.final_equity:,.2f}"),
+        ("total return", f"{m.total_return:.2%}"),
+        ("CAGR", f"{m.cagr:.2%}"),
+        ("sharpe / sortino", f"{m.sharpe:.2f} / {m.sortino:.2f}"),
+        ("max drawdown", f"{m.max_drawdown:.2%} (longest {m.max_drawdown_duration.days} days)"),
+        ("trades / win rate", f"{m.n_trades} / {m.win_rate:.1%}"),
+        ("fills / fees", f"{len(result.fills)} / {sum(result.fills['fee'], Decimal(0)):,.2f}"),
+        ("state hash", result.state_hash[:16]),
+    ]
+    for label, value in rows:
+        typer.echo(f"  {label:<18} {value}")
+    if result.ruined_at is not None:
+        typer.secho(f"  equity fell to zero or below on {result.ruined_at}: metrics cover the run until then", fg=typer.colors.YELLOW)
+
+
+@app.command()
+def replay(
+    run_id: Annotated[str, typer.Argument(help="run id (see `qlcore runs`)")],
+    verify: Annotated[bool, typer.Option("--verify", help="fail unless the replayed state hash equals the recorded one")] = False,
+    db: Annotated[Optional[str], typer.Option(help="store URL")] = None,
+) -> None:
+    """Rebuild a run's orders, positions and account from its stored events."""
+    from qlcore.events import EventStore
+    from qlcore.events.replay import replay as do_replay
+    from qlcore.store.db import connect
+    from qlcore.store.runs import UnknownRunError, get_run
+
+    engine = connect(db)
+    try:
+        record = get_run(engine, run_id)
+    except UnknownRunError:
+        record = None
+    try:
+        result = do_replay(EventStore(engine=engine), run_id)
+    except LookupError as exc:
+        raise UserError(str(exc).strip("'\"")) from None
+    state = result.state
+    replayed = result.state_hash
+    typer.echo(f"run {run_id}: {result.events:,} events replayed")
+    typer.echo(f"  orders {len(state.orders)}, positions {sum(1 for p in state.positions.values() if p.quantity)} open")
+    typer.echo(f"  cash {state.cash:,.2f}, equity {state.equity():,.2f}")
+    typer.echo(f"  replayed state hash  {replayed}")
+    typer.echo(f"  recorded (event log) {result.recorded_hash}")
+    if record is not None:
+        typer.echo(f"  recorded (run table) {record.state_hash}")
+    if verify:
+        ok = result.recorded_hash == replayed and (record is None or record.state_hash == replayed)
+        if record is not None and record.final_equity is not None and Decimal(record.final_equity) != state.equity():
+            ok = False
+            typer.echo(f"  final equity differs: run table {record.final_equity}, replay {state.equity()}")
+        if not ok:
+            typer.secho("VERIFY FAILED: replayed state differs from the recorded run", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1)
+        typer.secho("verified: replay reproduces the recorded state exactly", fg=typer.colors.GREEN)
+
+
+@app.command()
+def runs(
+    limit: Annotated[int, typer.Option(help="how many, newest first")] = 20,
+    db: Annotated[Optional[str], typer.Option(help="store URL")] = None,
+) -> None:
+    """List stored backtest runs."""
+    from qlcore.store.db import connect
+    from qlcore.store.runs import list_runs
+
+    records = list_runs(connect(db), limit)
+    if not records:
+        typer.echo("no runs stored yet: try `qlcore backtest --strategy sma_cross --symbols AAPL`")
+        return
+    for r in records:
+        names = ",".join(s["id"] for s in r.strategies)
+        syms = ",".join(d["symbol"] for d in r.data)
+        ret = (r.metrics or {}).get("total_return")
+        ret_s = f"{ret:8.2%}" if isinstance(ret, (int, float)) else "     n/a"
+        typer.echo(f"{r.run_id}  {r.created_at}  {names:<16} {syms:<20} equity {Decimal(r.final_equity or 0):>14,.2f} {ret_s}")
+
+
+@app.command()
+def strategies() -> None:
+    """List the built-in strategies and their parameters."""
+    from qlcore.strategies import BUILTINS
+
+    for name, cls in sorted(BUILTINS.items()):
+        typer.secho(f"{name}: {cls.description}", bold=True)
+        for pname, p in cls.params.items():
+            typer.echo(f"    {pname:<10} default {p.default!s:<8} {p.help}")
+
+
+@data_app.command("list")
+def data_list(
+    directory: Annotated[Optional[list[Path]], typer.Option("--dir", help="extra folder to scan (repeatable)")] = None,
+) -> None:
+    """List the embedded samples and the bar files under data/ and ../shared/data."""
+    from qlcore.data import list_datasets
+    from qlcore.store.db import project_data_dir
+
+    dirs = [project_data_dir(), ROOT.parent / "shared" / "data", *(directory or [])]
+    df = list_datasets([d for d in dirs if d.is_dir()])
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
+        typer.echo(df.to_string(index=False))
+
+
+@data_app.command("check")
+def data_check(
+    path: Annotated[Path, typer.Argument(help="a CSV or Parquet bar file")],
+    repair: Annotated[bool, typer.Option(help="apply the well-defined repairs (sort, dedupe, clip, merge)")] = False,
+) -> None:
+    """Validate a bar file and print its quality report; exit 1 if it has errors."""
+    from qlcore.data import inspect_file
+
+    if not path.exists():
+        raise FileNotFoundError(f"data file not found: {path}")
+    report = inspect_file(path, repair=repair)
+    typer.echo(str(report))
+    if report.issues:
+        raise typer.Exit(1)
+
+
+@app.command()
+def bench(quick: Annotated[bool, typer.Option(help="small sizes, for a smoke check")] = False) -> None:
+    """Run the benchmarks in benchmarks/ (backtest vs backtrader, event store) and print the figures."""
+    script = ROOT / "benchmarks" / "run_all.py"
+    if not script.exists():
+        raise UserError(f"{script} not found: `qlcore bench` runs from a clone of the repository")
+    sys.argv = [str(script), *(["--quick"] if quick else [])]
+    runpy.run_path(str(script), run_name="__main__")
+
+
+@app.command()
+def demo(
+    db: Annotated[Optional[str], typer.Option(help="store URL")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="HTML report path (default data/reports/demo.html)")] = None,
+) -> None:
+    """The main job of `make up`: every built-in strategy on the embedded real data, stored, verified, reported."""
+    from qlcore.demo import run_demo
+
+    run_demo(db=db, report=report, echo=typer.echo)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - the one place user-facing errors become exit codes
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        if isinstance(exc, _known_errors()):
+            msg = exc.args[0] if isinstance(exc, (KeyError, LookupError)) and exc.args else exc
+            typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Bar frames in Parquet: the canonical frame stored as is, validated by the same rules on load.
+
+A Parquet file must hold the canonical columns with the bar times as index (or as a ``ts``
+column). A tz-aware index is turned into its local wall-clock time. Rows in issues are 0-based
+positions, since a Parquet file has no lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from qlcore.data.csv import symbol_from_path
+from qlcore.data.pipeline import finish, require
+from qlcore.data.repair import RepairSpec, resolve_repairs
+from qlcore.data.report import DataQualityReport
+from qlcore.data.table import COLUMNS, table_from_frame
+from qlcore.data.validate import validate_bars
+
+
+def load_parquet(
+    path: str | os.PathLike[str], symbol: str | None = None, repair: RepairSpec = False
+) -> pd.DataFrame:
+    """Load a Parquet bar file as the canonical frame; DataValidationError names the first bad row."""
+    return require(*read_parquet_bars(path, symbol, repair))
+
+
+def read_parquet_bars(
+    path: str | os.PathLike[str], symbol: str | None = None, repair: RepairSpec = False
+) -> tuple[pd.DataFrame | None, DataQualityReport]:
+    """The frame (None if invalid) and the quality report for a Parquet bar file."""
+    repairs = resolve_repairs(repair)
+    file = Path(path).expanduser().resolve()
+    data = file.read_bytes()
+    df = pd.read_parquet(file)
+    if "ts" in df.columns and not isinstance(df.index, pd.DatetimeIndex):
+        df = df.set_index("ts")
+    if isinstance(df.index, pd.DatetimeIndex) and df.index.tz is not None:
+        df = df.tz_localize(None)
+    stored = df.attrs.get("symbol")
+    table, issues, findings = table_from_frame(df, str(file))
+    return finish(
+        table,
+        issues,
+        findings,
+        source=str(file),
+        symbol=symbol or (stored if isinstance(stored, str) and stored else symbol_from_path(file)),
+        repairs=repairs,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def save_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Validate a bar frame and write it to Parquet (index ``ts``, float64 columns, attrs kept)."""
+    file = Path(path).expanduser()
+    validate_bars(df, str(file))
+    out = df[list(COLUMNS)].astype("float64")
+    out.index = pd.DatetimeIndex(df.index, name="ts").as_unit("ns")
+    out.attrs = {k: v for k, v in df.attrs.items() if isinstance(v, str | int | float | bool)}
+    out.to_parquet(file)
