@@ -19,7 +19,7 @@ up: install
 	$(BIN)/qlcore demo
 
 test: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
