@@ -71,14 +71,15 @@ class _Spec:
         """
         if hasattr(self.cls, "__post_init__"):
             raise TypeError(f"{self.cls.__name__}: events must not define __post_init__")
-        env: dict[str, Any] = {"cls": self.cls, "Decimal": Decimal, "new": object.__new__}
+        env: dict[str, Any] = {"cls": self.cls, "Decimal": Decimal, "new": object.__new__, "bad": _not_a_decimal}
         lines = ["def build(d):", "    o = new(cls)"]
         for i, (name, conv) in enumerate(self.convs):
             env[f"s{i}"] = getattr(self.cls, name).__set__
             if conv is None:
                 value = f"d[{name!r}]"
             elif conv is Decimal:
-                value = f"Decimal(d[{name!r}])"
+                # Decimals travel as strings; a JSON number would bring binary noise back in
+                value = f"(Decimal(v) if type(v := d[{name!r}]) is str else bad({name!r}, v))"
             else:
                 env[f"c{i}"] = conv
                 value = f"(None if (v := d[{name!r}]) is None else c{i}(v))"
@@ -86,6 +87,10 @@ class _Spec:
         lines.append("    return o")
         exec("\n".join(lines) + "\n", env)  # noqa: S102 - source built from our own field names only
         return env["build"]
+
+
+def _not_a_decimal(name: str, value: object) -> Decimal:
+    raise ValueError(f"field {name!r}: a Decimal must be stored as a string, got {value!r}")
 
 
 _SPECS: dict[type, _Spec] = {}
@@ -114,9 +119,12 @@ def decode(type_name: str, payload: bytes | str) -> Event:
     try:
         data = orjson.loads(payload)
         spec = _SPECS.get(cls) or _spec(cls)
-        if len(data) != len(spec.names):
+        if len(data) != len(spec.names) or not isinstance(data, dict):
+            if not isinstance(data, dict):
+                raise EventDecodeError(f"{type_name}: payload is not a JSON object")
             extra = sorted(set(data) - set(spec.names))
-            raise EventDecodeError(f"{type_name}: unexpected fields {extra}")
+            missing = [n for n in spec.names if n not in data]
+            raise EventDecodeError(f"{type_name}: missing fields {missing}, unexpected fields {extra}")
         return spec.build(data)
     except EventDecodeError:
         raise

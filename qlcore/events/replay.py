@@ -33,15 +33,17 @@ def replay(store: EventStore, stream: str) -> ReplayResult:
     last = 0
     apply = state.apply
     with gc_paused():
-        for seq, event in store.iter_events(stream):
+        for batch in store.iter_batches(stream):
+            seq = 0
             try:
-                if type(event) is RunFinished:
-                    # the hash covers the state before this marker; RunFinished changes nothing
-                    recorded = event.state_hash
-                apply(event)
+                for seq, event in batch:
+                    apply(event)
             except Exception as exc:
                 raise CorruptEventLog(stream, seq, f"cannot apply {type(event).__name__}: {exc}") from None
             last = seq
     if last == 0:
         raise LookupError(f"no events stored for {stream!r}")
+    if type(event) is RunFinished:
+        # a finished run's last event carries the live state hash (RunFinished itself changes nothing)
+        recorded = event.state_hash
     return ReplayResult(stream, state, last, last, recorded)

@@ -86,6 +86,13 @@ class EventStore:
 
     def iter_events(self, stream: str, *, from_seq: int = 1, chunk: int = 20_000) -> Iterator[tuple[int, Event]]:
         """(seq, event) pairs in order; raises `CorruptEventLog` at the first gap, bad checksum or bad payload."""
+        for batch in self.iter_batches(stream, from_seq=from_seq, chunk=chunk):
+            yield from batch
+
+    def iter_batches(
+        self, stream: str, *, from_seq: int = 1, chunk: int = 20_000
+    ) -> Iterator[list[tuple[int, Event]]]:
+        """Checked (seq, event) pairs in lists of up to `chunk`: the fast path for replay."""
         expected = from_seq
         with self.engine.connect() as conn:
             # the driver's own cursor, fetched in chunks: replay reads hundreds of thousands of rows
@@ -100,21 +107,25 @@ class EventStore:
             cursor = raw.cursor(name=f"replay_{id(self)}") if server_side else raw.cursor()
             cursor.execute(sql, (stream, from_seq))
             prefix = f"{stream}\x1f"
+            crc32 = zlib.crc32
             while rows := cursor.fetchmany(chunk):
+                batch = []
+                append = batch.append
                 for seq, type_name, payload, crc in rows:
                     if seq != expected:
                         if seq < expected:
                             raise CorruptEventLog(stream, seq, "sequence number repeated")
                         missing = f"{expected}" if seq == expected + 1 else f"{expected}..{seq - 1}"
                         raise CorruptEventLog(stream, expected, f"gap: seq {missing} missing before {seq}")
-                    if zlib.crc32(f"{prefix}{seq}\x1f{type_name}\x1f{payload}".encode()) != crc:
+                    if crc32(f"{prefix}{seq}\x1f{type_name}\x1f{payload}".encode()) != crc:
                         raise CorruptEventLog(stream, seq, "checksum mismatch (row edited or damaged)")
                     try:
                         event = decode(type_name, payload)
                     except EventDecodeError as exc:
                         raise CorruptEventLog(stream, seq, str(exc)) from None
-                    yield seq, event
+                    append((seq, event))
                     expected += 1
+                yield batch
             cursor.close()
 
     def events(self, stream: str) -> list[Event]:

@@ -9,13 +9,15 @@ BPS = Decimal(10_000)
 def to_decimal(value: object) -> Decimal:
     """Convert a price, quantity or amount to `Decimal` without binary noise (0.1 -> Decimal('0.1'))."""
     if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"not a finite number: {value!r}")
         return value
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             raise ValueError(f"not a finite number: {value!r}")
-        return Decimal(repr(value))
+        return Decimal(float.__repr__(value))  # numpy's float64 subclass has a repr of its own
     if isinstance(value, str):
         try:
             d = Decimal(value.strip())

@@ -49,8 +49,15 @@ TRANSITIONS: dict[tuple[OrderStatus, type[Event]], OrderStatus | None] = {
     (S.PENDING_CANCEL, OrderCanceled): S.CANCELED,
     (S.PENDING_CANCEL, OrderCancelRejected): None,
     (S.PENDING_CANCEL, OrderExpired): S.EXPIRED,
-    # a fill that raced the cancel request: the trade happened, so it counts
-    (S.PENDING_CANCEL, OrderFilled): S.PARTIALLY_FILLED,
+    # a fill that raced the cancel request: the trade happened, so it counts; the cancel of the
+    # rest is still pending (FILLED if nothing is left, and the venue then rejects the cancel)
+    (S.PENDING_CANCEL, OrderFilled): S.PENDING_CANCEL,
+    # the acknowledgement or rejection of the order itself can cross a cancel request sent
+    # before it arrived: real world possibility
+    (S.PENDING_CANCEL, OrderAccepted): S.PENDING_CANCEL,
+    (S.PENDING_CANCEL, OrderRejected): S.REJECTED,
+    # "too late to cancel": the order completed while the cancel request was on its way
+    (S.FILLED, OrderCancelRejected): S.FILLED,
     # late fills after the venue reported the order done: real world possibility. The fill is
     # applied (the position must be right); the order stays done unless it is now fully filled.
     (S.CANCELED, OrderFilled): S.CANCELED,
@@ -142,6 +149,8 @@ class Order:
             raise InvalidOrderTransition(self.order_id, self.status, event) from None
         if et is OrderAccepted:
             self.venue_order_id = event.venue_order_id  # type: ignore[attr-defined]
+            if self.status is OrderStatus.PENDING_CANCEL:
+                self._before_cancel = OrderStatus.ACCEPTED
         elif et is OrderCancelRequested:
             if self.status is not OrderStatus.PENDING_CANCEL:
                 self._before_cancel = self.status
@@ -171,6 +180,8 @@ class Order:
         self.filled_quantity += qty
         self.notional_filled += qty * event.price
         self.fees += event.fee
+        if self.status is OrderStatus.PENDING_CANCEL:
+            self._before_cancel = OrderStatus.PARTIALLY_FILLED
         if self.filled_quantity == self.quantity:
             target = OrderStatus.FILLED
         self.status = target  # type: ignore[assignment]
@@ -193,6 +204,7 @@ class Order:
             self.filled_quantity,
             self.notional_filled,
             self.fees,
+            ",".join(sorted(self.trade_ids)),
         )
 
     def __repr__(self) -> str:

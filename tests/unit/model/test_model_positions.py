@@ -1,4 +1,4 @@
-"""Average-cost positions: hand-worked cases and agreement with an exact reference on random fills."""
+"""Average-cost positions: hand-worked cases and an exact reference checked on random fills."""
 from __future__ import annotations
 
 from decimal import Decimal

@@ -147,7 +147,10 @@ def test_initializing_the_same_order_id_twice_raises():
 
 
 def test_repeated_fill_changes_neither_cash_nor_position():
-    events = [AccountFunded(1, "main", D(10000)), *order_events("O-1", BUY, "10", "101.25", "0.50", 10)]
+    events = [
+        AccountFunded(1, "main", D(10000)),
+        *order_events("O-1", BUY, "10", "101.25", "0.50", ts=10),
+    ]
     state = TradingState().apply_all(events)
     before = (state.cash, state.fees, state.position("strat", "AAPL"), state.state_hash())
     applied = state.events_applied
