@@ -1,12 +1,11 @@
 """The `qlcore` command."""
 from __future__ import annotations
 
-import json
 import runpy
 import sys
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -88,19 +87,19 @@ def _load_frames(symbols: str | None, data_files: list[Path], start: str | None,
 @app.command()
 def backtest(
     strategy: Annotated[str, typer.Option("--strategy", "-s", help="built-in name (see `qlcore strategies`) or module:Class")],
-    symbols: Annotated[Optional[str], typer.Option(help="comma-separated embedded symbols, e.g. AAPL,MSFT")] = None,
-    data_file: Annotated[Optional[list[Path]], typer.Option("--data-file", "-f", help="CSV or Parquet bar file (repeatable)")] = None,
-    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="strategy parameter NAME=VALUE (repeatable)")] = None,
-    start: Annotated[Optional[str], typer.Option(help="first date, e.g. 2005-01-01")] = None,
-    end: Annotated[Optional[str], typer.Option(help="last date")] = None,
+    symbols: Annotated[str | None, typer.Option(help="comma-separated embedded symbols, e.g. AAPL,MSFT")] = None,
+    data_file: Annotated[list[Path] | None, typer.Option("--data-file", "-f", help="CSV or Parquet bar file (repeatable)")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="strategy parameter NAME=VALUE (repeatable)")] = None,
+    start: Annotated[str | None, typer.Option(help="first date, e.g. 2005-01-01")] = None,
+    end: Annotated[str | None, typer.Option(help="last date")] = None,
     cash: Annotated[str, typer.Option(help="initial cash")] = "100000",
     fee_bps: Annotated[str, typer.Option(help="fee in basis points of notional (10 = 0.1%)")] = "0",
     min_fee: Annotated[str, typer.Option(help="minimum fee per order")] = "0",
     slippage_bps: Annotated[str, typer.Option(help="slippage in basis points on market and stop fills")] = "0",
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
-    db: Annotated[Optional[str], typer.Option(help="store URL (default: QLCORE_DB_URL or data/qlcore.db)")] = None,
+    db: Annotated[str | None, typer.Option(help="store URL (default: QLCORE_DB_URL or data/qlcore.db)")] = None,
     store: Annotated[bool, typer.Option(help="record events and the run in the store")] = True,
-    report: Annotated[Optional[Path], typer.Option(help="write an HTML report here")] = None,
+    report: Annotated[Path | None, typer.Option(help="write an HTML report here")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Run a backtest and print its metrics; events and the run record go to the store."""
@@ -160,7 +159,7 @@ def _print_result(result: Any) -> None:
 def replay(
     run_id: Annotated[str, typer.Argument(help="run id (see `qlcore runs`)")],
     verify: Annotated[bool, typer.Option("--verify", help="fail unless the replayed state hash equals the recorded one")] = False,
-    db: Annotated[Optional[str], typer.Option(help="store URL")] = None,
+    db: Annotated[str | None, typer.Option(help="store URL")] = None,
 ) -> None:
     """Rebuild a run's orders, positions and account from its stored events."""
     from qlcore.events import EventStore
@@ -200,7 +199,7 @@ def replay(
 @app.command()
 def runs(
     limit: Annotated[int, typer.Option(help="how many, newest first")] = 20,
-    db: Annotated[Optional[str], typer.Option(help="store URL")] = None,
+    db: Annotated[str | None, typer.Option(help="store URL")] = None,
 ) -> None:
     """List stored backtest runs."""
     from qlcore.store.db import connect
@@ -231,7 +230,7 @@ def strategies() -> None:
 
 @data_app.command("list")
 def data_list(
-    directory: Annotated[Optional[list[Path]], typer.Option("--dir", help="extra folder to scan (repeatable)")] = None,
+    directory: Annotated[list[Path] | None, typer.Option("--dir", help="extra folder to scan (repeatable)")] = None,
 ) -> None:
     """List the embedded samples and the bar files under data/ and ../shared/data."""
     from qlcore.data import list_datasets
@@ -273,8 +272,8 @@ def bench(quick: Annotated[bool, typer.Option(help="small sizes, for a smoke che
 
 @app.command()
 def demo(
-    db: Annotated[Optional[str], typer.Option(help="store URL")] = None,
-    report: Annotated[Optional[Path], typer.Option(help="HTML report path (default data/reports/demo.html)")] = None,
+    db: Annotated[str | None, typer.Option(help="store URL")] = None,
+    report: Annotated[Path | None, typer.Option(help="HTML report path (default data/reports/demo.html)")] = None,
 ) -> None:
     """The main job of `make up`: every built-in strategy on the embedded real data, stored, verified, reported."""
     from qlcore.demo import run_demo
@@ -287,7 +286,7 @@ def main() -> None:
         app(standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # noqa: BLE001 - the one place user-facing errors become exit codes
+    except Exception as exc:
         import click
 
         if isinstance(exc, click.exceptions.ClickException):

@@ -1,9 +1,9 @@
 """The main job of `make up`: each built-in strategy on the embedded real data, stored, replayed, reported."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable
 
 from qlcore.data import SAMPLE_SYMBOLS, load_sample
 from qlcore.engine import BacktestConfig, BacktestEngine

@@ -49,7 +49,7 @@ class FillModel:
 
 
 class _Working:
-    __slots__ = ("order_id", "buy", "type", "quantity", "limit", "stop", "tif", "day", "triggered", "fills")
+    __slots__ = ("buy", "day", "fills", "limit", "order_id", "quantity", "stop", "tif", "triggered", "type")
 
     def __init__(self, order: Order) -> None:
         self.order_id = order.order_id

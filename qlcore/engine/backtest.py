@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from functools import partial
 from itertools import repeat
-from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,7 @@ _CHUNK = 65_536
 
 
 def new_run_id() -> str:
-    return f"bt-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    return f"bt-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
 class BacktestEngine:
@@ -122,7 +122,7 @@ class BacktestEngine:
             strategy.on_start()
 
         # tuple.__new__ straight from zip's tuples: no Python-level call per bar
-        bar_iter = map(partial(tuple.__new__, Bar), zip(sym_col, ts_all.tolist(), *(c.tolist() for c in cols)))
+        bar_iter = map(partial(tuple.__new__, Bar), zip(sym_col, ts_all.tolist(), *(c.tolist() for c in cols), strict=False))
         bar_on = broker.on_bar
         handlers = {sym: [s.on_bar for s in subs] for sym, subs in subscribers.items()}
         single = handlers[symbols[0]] if len(symbols) == 1 and len(handlers[symbols[0]]) == 1 else None
@@ -161,19 +161,19 @@ class BacktestEngine:
         )
 
 
-def _drive(n, bar_iter, clock, bar_on, handlers, single, bar_progress) -> None:  # noqa: ANN001
+def _drive(n, bar_iter, clock, bar_on, handlers, single, bar_progress) -> None:
     """The hot loop: advance the clock, let the broker match, hand the bar to its strategies."""
     done = 0
     while done < n:
         step = min(_CHUNK, n - done)
         if single is not None:
             (handler,) = single
-            for _, bar in zip(range(step), bar_iter):
+            for _, bar in zip(range(step), bar_iter, strict=False):
                 clock.now = bar.ts
                 bar_on(bar)
                 handler(bar)
         else:
-            for _, bar in zip(range(step), bar_iter):
+            for _, bar in zip(range(step), bar_iter, strict=False):
                 clock.now = bar.ts
                 bar_on(bar)
                 for handler in handlers[bar.symbol]:
@@ -254,7 +254,7 @@ def _data_info(symbol: str, df: pd.DataFrame) -> dict:
         "symbol": symbol,
         "source": str(df.attrs.get("source", "frame")),
         "sha256": df.attrs.get("sha256"),
-        "rows": int(len(df)),
+        "rows": len(df),
         "start": str(df.index[0]) if len(df) else None,
         "end": str(df.index[-1]) if len(df) else None,
     }
@@ -264,7 +264,7 @@ def _jsonable(values: Mapping) -> dict:
     return {k: (str(v) if not isinstance(v, (int, float, str, bool, type(None))) else v) for k, v in values.items()}
 
 
-def _progress(total: int, enabled: bool):  # noqa: ANN202
+def _progress(total: int, enabled: bool):
     if not enabled:
         return None
     from tqdm.auto import tqdm

@@ -6,8 +6,9 @@ backtests and, with another clock and broker, paper and live trading.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from qlcore.brokers.base import Broker
 from qlcore.engine.clock import Clock

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Callable
 from decimal import Decimal
 from enum import Enum
 from types import UnionType
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -53,7 +54,7 @@ def _converter(tp: Any) -> Callable[[Any], Any] | None:
 
 
 class _Spec:
-    __slots__ = ("cls", "names", "convs", "build")
+    __slots__ = ("build", "cls", "convs", "names")
 
     def __init__(self, cls: type[Event]) -> None:
         hints = typing.get_type_hints(cls)
@@ -85,7 +86,7 @@ class _Spec:
                 value = f"(None if (v := d[{name!r}]) is None else c{i}(v))"
             lines.append(f"    s{i}(o, {value})")
         lines.append("    return o")
-        exec("\n".join(lines) + "\n", env)  # noqa: S102 - source built from our own field names only
+        exec("\n".join(lines) + "\n", env)
         return env["build"]
 
 

@@ -36,7 +36,7 @@ def replay(store: EventStore, stream: str) -> ReplayResult:
         for batch in store.iter_batches(stream):
             seq = 0
             try:
-                for seq, event in batch:
+                for seq, event in batch:  # noqa: B007 - seq names the failing event below
                     apply(event)
             except Exception as exc:
                 raise CorruptEventLog(stream, seq, f"cannot apply {type(event).__name__}: {exc}") from None

@@ -13,7 +13,7 @@ class Position:
     is `cost / quantity`. Realized P&L is gross of fees; fees are kept apart in `fees`.
     """
 
-    __slots__ = ("strategy_id", "symbol", "quantity", "cost", "realized_pnl", "fees", "trades")
+    __slots__ = ("cost", "fees", "quantity", "realized_pnl", "strategy_id", "symbol", "trades")
 
     def __init__(self, strategy_id: str, symbol: str) -> None:
         self.strategy_id = strategy_id

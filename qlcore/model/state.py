@@ -6,8 +6,8 @@ replayed state hash must equal the live one. `state_hash` covers every value tha
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable
 from decimal import Decimal
-from typing import Callable, Iterable
 
 from qlcore.events.types import (
     ORDER_EVENTS,
@@ -34,7 +34,7 @@ class UnknownOrderError(KeyError):
 class TradingState:
     """Everything the engine knows about its trading, rebuilt by applying events in order."""
 
-    __slots__ = ("orders", "positions", "cash", "fees", "marks", "events_applied", "_dispatch")
+    __slots__ = ("_dispatch", "cash", "events_applied", "fees", "marks", "orders", "positions")
 
     def __init__(self) -> None:
         self.orders: dict[str, Order] = {}

@@ -178,8 +178,8 @@ class BacktestResult:
             "state_hash": self.state_hash,
             "events": self.events,
             "bars": self.bars,
-            "orders": int(len(self.orders)),
-            "fills": int(len(self.fills)),
+            "orders": len(self.orders),
+            "fills": len(self.fills),
             "trades": int(self.trades["closed"].sum()),
             "elapsed_seconds": round(self.elapsed, 6),
             "ruined_at": None if self.ruined_at is None else str(self.ruined_at),
@@ -202,7 +202,7 @@ class BacktestResult:
             trades=self.trades,
         )
 
-    def plot(self):  # noqa: ANN201 - a holoviews Layout
+    def plot(self):
         """Equity and drawdown (holoviews, bokeh backend)."""
         from qlcore.portfolio.report import plot_equity
 

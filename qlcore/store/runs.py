@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -47,7 +47,7 @@ def save_run(engine: Engine, result: BacktestResult) -> None:
     summary = result.to_dict()
     row = {
         "run_id": result.run_id,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "kind": "backtest",
         "strategies": json.dumps(summary["strategies"]),
         "params": json.dumps(summary["strategies"][0]["params"] if len(summary["strategies"]) == 1 else {}),

@@ -1,7 +1,12 @@
 """Strategies: the base class, incremental indicators, built-ins and the registry."""
 
 from qlcore.strategies.base import InvalidParameterError, Param, Strategy, UnknownParameterError
-from qlcore.strategies.registry import BUILTINS, UnknownStrategyError, create_strategy, strategy_class
+from qlcore.strategies.registry import (
+    BUILTINS,
+    UnknownStrategyError,
+    create_strategy,
+    strategy_class,
+)
 
 __all__ = [
     "BUILTINS",

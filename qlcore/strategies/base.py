@@ -6,9 +6,10 @@ runs in backtest, paper and live mode.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from qlcore.events.types import OrderFilled
 from qlcore.model.enums import OrderSide, OrderType, TimeInForce

@@ -20,7 +20,7 @@ def scaled(price: float) -> int:
 class SMA:
     """Simple moving average over `period` values, with an exact running sum."""
 
-    __slots__ = ("period", "window", "total", "count")
+    __slots__ = ("count", "period", "total", "window")
 
     def __init__(self, period: int) -> None:
         if period < 1:
@@ -58,7 +58,7 @@ class CrossOver:
     Comparisons use the exact sums: fast_sum * slow_n vs slow_sum * fast_n.
     """
 
-    __slots__ = ("fast", "slow", "last_sign", "started")
+    __slots__ = ("fast", "last_sign", "slow", "started")
 
     def __init__(self, fast: SMA, slow: SMA) -> None:
         self.fast, self.slow = fast, slow
@@ -91,7 +91,7 @@ class SmaCrossover:
     `fast` entries). Same exact sums and the same cross rule as `CrossOver`.
     """
 
-    __slots__ = ("fast", "slow", "buf", "pos", "count", "fast_sum", "slow_sum", "last_sign")
+    __slots__ = ("buf", "count", "fast", "fast_sum", "last_sign", "pos", "slow", "slow_sum")
 
     def __init__(self, fast: int, slow: int) -> None:
         if not 1 <= fast < slow:
@@ -135,7 +135,7 @@ class SmaCrossover:
 class RollingZScore:
     """(x - mean) / population std over `period` values, from exact integer sums."""
 
-    __slots__ = ("period", "window", "s1", "s2")
+    __slots__ = ("period", "s1", "s2", "window")
 
     def __init__(self, period: int) -> None:
         if period < 2:

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from qlcore.strategies.base import Strategy
 from qlcore.strategies.mean_reversion import MeanReversion

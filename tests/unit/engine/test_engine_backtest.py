@@ -152,14 +152,14 @@ def test_day_order_expires_after_its_first_day_and_ioc_is_cancelled_after_one_ba
         {0: [dict(side="BUY", qty=1, limit=D("5.00"), tif=TimeInForce.DAY), dict(side="BUY", qty=1, limit=D("5.00"), tif=TimeInForce.IOC)]},
     )
     assert strat.fills == []
-    status = dict(zip(result.orders["order_id"], result.orders["status"]))
+    status = dict(zip(result.orders["order_id"], result.orders["status"], strict=False))
     assert status == {strat.order_ids[0]: "EXPIRED", strat.order_ids[1]: "CANCELED"}
 
 
 def test_intraday_day_order_lives_until_the_date_changes():
     rows = [(10, 10.5, 9.5, 10)] * 3 + [(10, 10.5, 8.0, 9)]  # 3 bars on day 1, then day 2 reaches 8.0
     df = bars(rows, start="2024-01-01 15:57", freq="1min")
-    df.index = pd.DatetimeIndex(list(df.index[:3]) + [pd.Timestamp("2024-01-02 09:30")], name="ts")
+    df.index = pd.DatetimeIndex([*list(df.index[:3]), pd.Timestamp("2024-01-02 09:30")], name="ts")
     strat, result = run(df, {0: [dict(side="BUY", qty=1, limit=D("8.00"), tif=TimeInForce.DAY)]})
     assert strat.fills == [] and result.orders["status"].tolist() == ["EXPIRED"]
     strat, _ = run(df, {0: [dict(side="BUY", qty=1, limit=D("8.00"), tif=TimeInForce.GTC)]})
@@ -261,7 +261,7 @@ def test_rebalance_trades_every_symbol_to_equal_weights():
     r = eng.run({s: load_sample(s).loc["2010"] for s in ("IBM", "MSFT")})
     first = r.fills[r.fills["ts"] == r.fills["ts"].min()]
     assert sorted(first["symbol"]) == ["IBM", "MSFT"]
-    values = [q * p for q, p in zip(first["quantity"], first["price"])]
+    values = [q * p for q, p in zip(first["quantity"], first["price"], strict=False)]
     # each about 45% of 100,000 (whole shares, at the next open)
     for v in values:
         assert D("43000") < v < D("46000")
@@ -297,7 +297,7 @@ def test_cancel_of_working_order_is_confirmed():
 def test_an_account_wiped_out_still_returns_a_result_with_the_ruin_date():
     rows = [(10.0, 10.0, 10.0, 10.0)] * 3 + [(1.0, 1.0, 0.5, 0.5)] * 3
     cfg = BacktestConfig(initial_cash=D(1000))
-    strat, result = run(bars(rows), {0: [dict(side="BUY", qty=200)]}, cfg)  # 2,000 of stock on 1,000 cash
+    _strat, result = run(bars(rows), {0: [dict(side="BUY", qty=200)]}, cfg)  # 2,000 of stock on 1,000 cash
     assert result.ruined_at == bars(rows).index[3]
     assert result.final_equity == D(1000) - 200 * D(10) + 200 * D("0.5")
     assert result.metrics.end == bars(rows).index[2]

@@ -9,7 +9,13 @@ from sqlalchemy import text
 from qlcore.engine import BacktestConfig, BacktestEngine
 from qlcore.events import CorruptEventLog, EventStore, StoreConflict
 from qlcore.events.replay import replay
-from qlcore.events.types import AccountFunded, OrderAccepted, OrderFilled, OrderInitialized, OrderSubmitted
+from qlcore.events.types import (
+    AccountFunded,
+    OrderAccepted,
+    OrderFilled,
+    OrderInitialized,
+    OrderSubmitted,
+)
 from qlcore.model.enums import OrderSide, OrderType
 from qlcore.model.state import TradingState
 from qlcore.store.db import connect
