@@ -32,15 +32,16 @@ def replay(store: EventStore, stream: str) -> ReplayResult:
     recorded: str | None = None
     last = 0
     apply = state.apply
+    event = None
     with gc_paused():
-        for batch in store.iter_batches(stream):
-            seq = 0
+        for seqs, events in store.iter_batches(stream):
+            i = 0
             try:
-                for seq, event in batch:  # noqa: B007 - seq names the failing event below
+                for i, event in enumerate(events):  # noqa: B007 - i names the failing event below
                     apply(event)
             except Exception as exc:
-                raise CorruptEventLog(stream, seq, f"cannot apply {type(event).__name__}: {exc}") from None
-            last = seq
+                raise CorruptEventLog(stream, seqs[i], f"cannot apply {type(event).__name__}: {exc}") from None
+            last = seqs[-1]
     if last == 0:
         raise LookupError(f"no events stored for {stream!r}")
     if type(event) is RunFinished:

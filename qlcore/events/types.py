@@ -157,3 +157,18 @@ def register(cls: type[Event]) -> type[Event]:
         raise ValueError(f"event type name {cls.__name__!r} is already registered")
     EVENT_TYPES[cls.__name__] = cls
     return cls
+
+
+# --- risk ----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RiskLimitsChanged(Event):
+    """Pre-trade limits replaced while running. `config` is the canonical JSON of the whole new
+    `RiskConfig` (not a diff), so the limits in force are the last such event of a stream."""
+
+    ts: int
+    actor: str
+    config: str
+    reason: str = ""
+
+
+register(RiskLimitsChanged)
