@@ -173,3 +173,11 @@ def test_sqlite_store_runs_in_wal_mode(tmp_path):
     with engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+
+
+@pytest.mark.parametrize("missing", [5, 6, 7])
+def test_gap_at_a_chunk_boundary_is_found(store, store_url, missing):
+    _write(store)
+    _tamper(store_url, f"DELETE FROM events WHERE stream = 't' AND seq = {missing}")
+    with pytest.raises(CorruptEventLog, match=f"at seq {missing}: gap"):
+        list(store.iter_events("t", chunk=5))
