@@ -16,6 +16,7 @@ from qlcore.events.types import (
     MarksUpdated,
     OrderFilled,
     OrderInitialized,
+    RiskLimitsChanged,
     RunFinished,
     RunStarted,
 )
@@ -50,6 +51,7 @@ class TradingState:
             MarksUpdated: self._on_marks,
             RunStarted: _ignore,
             RunFinished: _ignore,
+            RiskLimitsChanged: _ignore,  # configuration, not trading state: kept in the log for audit
         }
         for event_type in ORDER_EVENTS:
             self._dispatch.setdefault(event_type, self._on_order_event)

@@ -50,3 +50,30 @@ runs = Table(
     Column("equity", LargeBinary),
     Index("ix_runs_created_at", "created_at"),
 )
+
+# --- audit (qlcore.audit) -------------------------------------------------------------------------
+# An append-only, hash-chained log: hash = sha256(prev_hash + canonical JSON of the entry). `seq`
+# is the primary key, so two writers cannot both append seq N: the second one fails.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("details", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_log_subject", "subject"),
+)
+
+# The chain's last entry, updated in the same transaction as every append: a deleted tail shows as
+# a head the log no longer reaches, and a writer whose view of the tail is stale fails here.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("chain", String(32), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)

@@ -1,0 +1,58 @@
+"""Audit: the tamper-evident, hash-chained log of what happened and who did it, and order lineage.
+
+`AuditLog` appends and verifies; `AuditRecorder` feeds it from a kernel's bus, a risk engine and
+user commands; `trace` rebuilds an order's lineage (strategy -> checks -> order -> fills -> P&L).
+Names are imported on first use, so that `qlcore audit --help` stays quick.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from qlcore.audit.log import (
+        AuditConflict,
+        AuditEntry,
+        AuditError,
+        AuditLog,
+        Verification,
+        canonical_json,
+    )
+    from qlcore.audit.recorder import AuditRecorder
+    from qlcore.audit.trace import FillLine, Lineage, trace, trace_events
+
+_EXPORTS = {
+    "AuditConflict": "log",
+    "AuditEntry": "log",
+    "AuditError": "log",
+    "AuditLog": "log",
+    "AuditRecorder": "recorder",
+    "FillLine": "trace",
+    "Lineage": "trace",
+    "Verification": "log",
+    "canonical_json": "log",
+    "trace": "trace",
+    "trace_events": "trace",
+}
+__all__ = [
+    "AuditConflict",
+    "AuditEntry",
+    "AuditError",
+    "AuditLog",
+    "AuditRecorder",
+    "FillLine",
+    "Lineage",
+    "Verification",
+    "canonical_json",
+    "trace",
+    "trace_events",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'qlcore.audit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"qlcore.audit.{module}"), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,296 @@
+"""The tamper-evident audit log: an append-only table whose entries are chained by SHA-256.
+
+Each entry is (seq, ts, actor, action, subject, details) and carries the hash of the entry before
+it; its own hash is ``sha256(prev_hash + canonical JSON of the entry)``, the canonical JSON having
+sorted keys, no spaces, Decimals as strings. `verify` walks the chain from seq 1 and names the
+first entry that does not fit: a hash that does not match its content (edited), a link to the
+previous hash that does not match (inserted, reordered), a gap in the numbers (deleted), or a
+log that ends before the recorded head (tail deleted).
+
+The chain proves that nobody changed the log *without rewriting everything after the change*;
+someone who can rewrite the whole table can also rebuild the chain. Keep the head hash that
+`verify` prints somewhere else (a ticket, a second database) to pin the log down to that point.
+
+Writes: a single writer per log is the expected set-up. Entries are chained in memory and
+committed in batches; each commit moves the head row from the seq the writer last saw to the new
+one in the same transaction. A second writer that appended in the meantime makes that update
+(or the unique seq) fail, and the writer raises `AuditConflict` instead of forking the chain.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from qlcore.store.db import connect
+from qlcore.store.tables import audit_head, audit_log
+
+GENESIS = "0" * 64
+CHAIN = "main"
+
+
+class AuditError(Exception):
+    """The audit log cannot be appended to as it is (for instance its tail does not match its head)."""
+
+
+class AuditConflict(AuditError):
+    """Another writer appended to the log since this writer read its tail; nothing was written."""
+
+    def __init__(self, message: str, unwritten: list[AuditEntry]) -> None:
+        super().__init__(message)
+        self.unwritten = unwritten
+
+
+def _default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"cannot put {type(value).__name__} in an audit entry")
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no whitespace, Decimals as strings: the same text for the same content."""
+    return orjson.dumps(value, default=_default, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def entry_hash(prev_hash: str, seq: int, ts: int, actor: str, action: str, subject: str, details: str) -> str:
+    """The hash of one entry; `details` is its canonical JSON text."""
+    body = (
+        f'{{"action":{orjson.dumps(action).decode()},"actor":{orjson.dumps(actor).decode()},'
+        f'"details":{details},"seq":{seq},"subject":{orjson.dumps(subject).decode()},"ts":{ts}}}'
+    )
+    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    seq: int
+    ts: int
+    actor: str
+    action: str
+    subject: str
+    details: str  # canonical JSON
+    prev_hash: str
+    hash: str
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return orjson.loads(self.details)
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq, "ts": self.ts, "actor": self.actor, "action": self.action, "subject": self.subject,
+            "details": self.details, "prev_hash": self.prev_hash, "hash": self.hash,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """The outcome of `AuditLog.verify`: ok, how many entries, and the first bad one if any."""
+
+    ok: bool
+    entries: int
+    head_seq: int
+    head_hash: str
+    bad_seq: int | None = None
+    problem: str = ""
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"OK: {self.entries} entries, chain intact; head seq {self.head_seq} hash {self.head_hash}"
+        return f"FAILED at seq {self.bad_seq}: {self.problem} ({self.entries} entries checked before it)"
+
+
+class AuditLog:
+    """Append to and check the audit log of a store (`record`, `verify`, `entries`)."""
+
+    def __init__(self, url: str | None = None, *, engine: Engine | None = None, batch_size: int = 1) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.engine = engine if engine is not None else connect(url)
+        self.batch_size = batch_size
+        self._tail: tuple[int, str] | None = None  # (seq, hash) of the last entry, once read
+        self._committed = 0
+        self._buffer: list[AuditEntry] = []
+
+    # --- writing ---------------------------------------------------------------------------------
+    def record(
+        self, actor: str, action: str, subject: str, details: Mapping[str, Any] | None = None, *, ts: int | None = None
+    ) -> AuditEntry:
+        """Chain one entry onto the log; it is committed when the batch is full (at once by default)."""
+        if not actor or not action:
+            raise ValueError(f"an audit entry needs an actor and an action (got {actor!r}, {action!r})")
+        if self._tail is None:
+            self._tail = self._read_tail()
+            self._committed = self._tail[0]
+        seq = self._tail[0] + 1
+        ts = time.time_ns() if ts is None else int(ts)
+        text = canonical_json(dict(details or {}))
+        digest = entry_hash(self._tail[1], seq, ts, actor, action, subject, text)
+        entry = AuditEntry(seq, ts, actor, action, subject, text, self._tail[1], digest)
+        self._buffer.append(entry)
+        self._tail = (seq, digest)
+        if len(self._buffer) >= self.batch_size:
+            self.flush()
+        return entry
+
+    def flush(self) -> None:
+        """Commit the buffered entries and move the head, in one transaction (all or nothing)."""
+        if not self._buffer:
+            return
+        rows, self._buffer = self._buffer, []
+        first, last = rows[0], rows[-1]
+        try:
+            with self.engine.begin() as conn:
+                if self._committed == 0:
+                    conn.execute(insert(audit_head).values(chain=CHAIN, seq=last.seq, hash=last.hash))
+                else:
+                    moved = conn.execute(
+                        update(audit_head)
+                        .where(audit_head.c.chain == CHAIN, audit_head.c.seq == self._committed)
+                        .values(seq=last.seq, hash=last.hash)
+                    ).rowcount
+                    if moved != 1:
+                        raise _Stale()
+                conn.execute(insert(audit_log), [e.row() for e in rows])
+        except (IntegrityError, _Stale):
+            self._tail = None  # read again before the next record
+            raise AuditConflict(
+                f"audit log: another writer appended after seq {self._committed}; entries seq "
+                f"{first.seq}..{last.seq} of this writer were not written (the chain is not forked: "
+                f"record them again to chain them after the other writer's entries)",
+                rows,
+            ) from None
+        except Exception:
+            self._tail = None
+            raise
+        self._committed = last.seq
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.flush()  # what was recorded is kept even when the block fails
+
+    def _read_tail(self) -> tuple[int, str]:
+        with self.engine.connect() as conn:
+            last = conn.execute(
+                select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+            ).first()
+            head = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.chain == CHAIN)).first()
+        tail = (0, GENESIS) if last is None else (int(last[0]), last[1])
+        recorded = (0, GENESIS) if head is None else (int(head[0]), head[1])
+        if tail != recorded:
+            raise AuditError(
+                f"audit log ends at seq {tail[0]} but its head records seq {recorded[0]}: "
+                "it was changed outside this API; run `qlcore audit verify` before appending"
+            )
+        return tail
+
+    # --- reading ---------------------------------------------------------------------------------
+    def entries(self, *, subject: str | None = None, subjects: list[str] | None = None,
+                from_seq: int = 1) -> list[AuditEntry]:
+        """Stored entries in seq order, optionally only those about `subject` (or any of `subjects`)."""
+        self.flush()
+        q = select(audit_log).where(audit_log.c.seq >= from_seq).order_by(audit_log.c.seq)
+        if subject is not None:
+            q = q.where(audit_log.c.subject == subject)
+        if subjects is not None:
+            q = q.where(audit_log.c.subject.in_(subjects))
+        with self.engine.connect() as conn:
+            return [AuditEntry(int(r.seq), int(r.ts), r.actor, r.action, r.subject, r.details, r.prev_hash, r.hash)
+                    for r in conn.execute(q)]
+
+    def subjects_like(self, suffix: str) -> list[str]:
+        """Subjects equal to `suffix` or ending in ``/suffix`` (an order id in any run)."""
+        escaped = suffix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(audit_log.c.subject, audit_log.c.seq)
+                .where((audit_log.c.subject == suffix) | audit_log.c.subject.like(f"%/{escaped}", escape="\\"))
+                .order_by(audit_log.c.seq)
+            )
+            seen: dict[str, None] = {}
+            for subject, _ in rows:
+                seen.setdefault(subject, None)
+        return list(seen)
+
+    def count(self) -> int:
+        self.flush()
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(audit_log)).scalar() or 0)
+
+    def _rows(self, chunk: int = 5000) -> Iterator[tuple]:
+        last = None
+        with self.engine.connect() as conn:
+            while True:
+                q = select(
+                    audit_log.c.seq, audit_log.c.ts, audit_log.c.actor, audit_log.c.action, audit_log.c.subject,
+                    audit_log.c.details, audit_log.c.prev_hash, audit_log.c.hash,
+                ).order_by(audit_log.c.seq).limit(chunk)
+                if last is not None:
+                    q = q.where(audit_log.c.seq > last)
+                rows = conn.execute(q).all()
+                if not rows:
+                    return
+                yield from rows
+                last = rows[-1][0]
+
+    def verify(self) -> Verification:
+        """Walk the chain from seq 1; stop at the first entry that is not what was written."""
+        self.flush()
+        expected_seq, prev = 1, GENESIS
+        n = 0
+
+        def bad(seq: Any, problem: str) -> Verification:
+            return Verification(False, n, expected_seq - 1, prev, seq, problem)
+
+        for seq, ts, actor, action, subject, details, prev_hash, digest in self._rows():
+            if seq != expected_seq:
+                if isinstance(seq, int) and seq > expected_seq:
+                    missing = f"seq {expected_seq}" if seq == expected_seq + 1 else f"seq {expected_seq}..{seq - 1}"
+                    return bad(expected_seq, f"{missing} missing: the log jumps from seq {expected_seq - 1} to {seq} (deleted)")
+                return bad(seq, f"an entry numbered {seq} where seq {expected_seq} was expected (inserted)")
+            try:
+                text = canonical_json(orjson.loads(details))
+            except orjson.JSONDecodeError:
+                return bad(seq, "details are not valid JSON (edited)")
+            if text != details:
+                return bad(seq, "details are not in canonical form (edited)")
+            if prev_hash != prev:
+                return bad(seq, f"prev_hash does not match the hash of seq {seq - 1} (inserted, reordered or rewritten)")
+            if entry_hash(prev, seq, int(ts), actor, action, subject, details) != digest:
+                return bad(seq, f"hash does not match the entry's content (edited: {action} {subject})")
+            prev = digest
+            expected_seq += 1
+            n += 1
+        with self.engine.connect() as conn:
+            head = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.chain == CHAIN)).first()
+        head_seq, head_hash = (0, GENESIS) if head is None else (int(head[0]), head[1])
+        last_seq = expected_seq - 1
+        if head_seq > last_seq:
+            return bad(last_seq + 1, f"the log ends at seq {last_seq} but its head records seq {head_seq} (tail deleted)")
+        if head_seq < last_seq:
+            return bad(head_seq + 1, f"entries after seq {head_seq} are not covered by the head (appended outside the API)")
+        if head_hash != prev:
+            return bad(last_seq, "the head's hash does not match the last entry (rewritten)")
+        return Verification(True, n, last_seq, prev)
+
+
+class _Stale(Exception):
+    pass
