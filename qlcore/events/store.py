@@ -7,11 +7,13 @@ SQLite) per `batch_size` events; `flush` commits the rest.
 """
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select
+from sqlalchemy.pool import NullPool
 from sqlalchemy.exc import IntegrityError
 
 from qlcore.events.codec import EventDecodeError, decode, encode
@@ -90,47 +92,128 @@ class EventStore:
             yield from zip(seqs, events, strict=True)
 
     def iter_batches(
-        self, stream: str, *, from_seq: int = 1, chunk: int = 20_000
-    ) -> Iterator[tuple[tuple[int, ...], list[Event]]]:
+        self, stream: str, *, from_seq: int = 1, chunk: int = 20_000, parallel: bool | None = None
+    ) -> Iterator[tuple[range, list[Event]]]:
         """Checked events in chunks, as (sequence numbers, events): the fast path for replay.
 
         The first gap, repeated number, checksum mismatch or undecodable payload raises
-        `CorruptEventLog` naming its sequence number.
+        `CorruptEventLog` naming its sequence number. With `parallel` (the default for streams of
+        more than `PARALLEL_MIN` events, where the platform can fork), a reader process fetches
+        and checks the rows while this process decodes and folds: the two halves of a replay
+        cost about the same, so on two cores it runs nearly twice as fast.
         """
-        expected = from_seq
+        if parallel is None:
+            parallel = _can_fork() and self.count(stream) - from_seq >= PARALLEL_MIN
+        if parallel:
+            yield from _parallel_batches(self.engine.url, stream, from_seq, chunk)
+            return
         with self.engine.connect() as conn:
-            # the driver's own cursor: SQLAlchemy's Row objects would cost more than the decoding
-            ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-            sql = (
-                f"SELECT seq, type, payload, checksum FROM {events_table.name} "
-                f"WHERE stream = {ph} AND seq >= {ph} ORDER BY seq"
-            )
-            raw = conn.connection.driver_connection
-            server_side = conn.dialect.name == "postgresql"
-            cursor = raw.cursor(name=f"replay_{id(self)}") if server_side else raw.cursor()
-            cursor.execute(sql, (stream, from_seq))
-            prefix = f"{stream}\x1f"
-            crc32 = zlib.crc32
-            while rows := cursor.fetchmany(chunk):
-                # row by row, each payload decoded and dropped at once: parsing a whole chunk in
-                # one call keeps every intermediate dict alive and measured slower
-                events = []
-                append = events.append
-                start = expected
-                for seq, type_name, payload, crc in rows:
-                    if seq != expected or crc32(f"{prefix}{seq}\x1f{type_name}\x1f{payload}".encode()) != crc:
-                        _check_rows(stream, rows, start)  # raises, naming the first bad row
-                        raise AssertionError("unreachable: _check_rows found nothing wrong")
-                    try:
-                        append(decode(type_name, payload))
-                    except EventDecodeError as exc:
-                        raise CorruptEventLog(stream, seq, str(exc)) from None
-                    expected += 1
-                yield tuple(r[0] for r in rows), events
-            cursor.close()
+            for first, types, payloads in _checked_chunks(conn, stream, from_seq, chunk):
+                yield range(first, first + len(types)), _decode_chunk(stream, first, types, payloads)
 
     def events(self, stream: str) -> list[Event]:
         return [s.event for s in self.read(stream)]
+
+
+PARALLEL_MIN = 100_000
+
+
+def _checked_chunks(conn, stream: str, from_seq: int, chunk: int) -> Iterator[tuple[int, tuple[str, ...], tuple[str, ...]]]:  # noqa: ANN001
+    """(first seq, type names, payloads) of each chunk, after checking order and checksums."""
+    # the driver's own cursor: SQLAlchemy's Row objects would cost more than the decoding
+    ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"SELECT seq, type, payload, checksum FROM {events_table.name} "
+        f"WHERE stream = {ph} AND seq >= {ph} ORDER BY seq"
+    )
+    raw = conn.connection.driver_connection
+    server_side = conn.dialect.name == "postgresql"
+    cursor = raw.cursor(name=f"replay_{os.getpid()}") if server_side else raw.cursor()
+    cursor.execute(sql, (stream, from_seq))
+    prefix = f"{stream}\x1f"
+    crc32 = zlib.crc32
+    expected = from_seq
+    try:
+        while rows := cursor.fetchmany(chunk):
+            start = expected
+            for seq, type_name, payload, crc in rows:
+                if seq != expected or crc32(f"{prefix}{seq}\x1f{type_name}\x1f{payload}".encode()) != crc:
+                    _check_rows(stream, rows, start)  # raises, naming the first bad row
+                    raise AssertionError("unreachable: _check_rows found nothing wrong")
+                expected += 1
+            _, types, payloads, _ = zip(*rows, strict=True)
+            yield start, types, payloads
+    finally:
+        cursor.close()
+
+
+def _decode_chunk(stream: str, first: int, types: tuple[str, ...], payloads: tuple[str, ...]) -> list[Event]:
+    events = []
+    append = events.append
+    try:
+        for type_name, payload in zip(types, payloads, strict=True):
+            append(decode(type_name, payload))
+    except EventDecodeError as exc:
+        raise CorruptEventLog(stream, first + len(events), str(exc)) from None
+    return events
+
+
+def _can_fork() -> bool:
+    import multiprocessing
+
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def _reader_process(url: str, stream: str, from_seq: int, chunk: int, out) -> None:  # noqa: ANN001
+    """The reader half of a parallel replay: fetch and check rows, send them on in bulk."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url, poolclass=NullPool)  # never a connection inherited from the parent
+    try:
+        with engine.connect() as conn:
+            for first, types, payloads in _checked_chunks(conn, stream, from_seq, chunk):
+                # payloads are JSON: a raw record separator never occurs in them, nor in type names
+                out.send_bytes("\x1e".join((str(first), "\x1f".join(types), *payloads)).encode())
+        out.send_bytes(b"")
+    except CorruptEventLog as exc:
+        out.send_bytes(f"!{exc.seq}\x1e{exc.reason}".encode())
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        out.send_bytes(f"?{type(exc).__name__}: {exc}".encode())
+    finally:
+        out.close()
+        engine.dispose()
+
+
+def _parallel_batches(url, stream: str, from_seq: int, chunk: int) -> Iterator[tuple[range, list[Event]]]:  # noqa: ANN001
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    reader = ctx.Process(
+        target=_reader_process,
+        args=(url.render_as_string(hide_password=False), stream, from_seq, chunk, send),
+        daemon=True,
+    )
+    reader.start()
+    send.close()
+    try:
+        while message := receive.recv_bytes().decode():
+            if message[0] == "!":
+                seq, _, reason = message[1:].partition("\x1e")
+                raise CorruptEventLog(stream, int(seq), reason)
+            if message[0] == "?":
+                raise RuntimeError(f"event reader failed: {message[1:]}")
+            first_s, types_s, rest = message.split("\x1e", 2)
+            types = tuple(types_s.split("\x1f"))
+            payloads = tuple(rest.split("\x1e"))
+            first = int(first_s)
+            yield range(first, first + len(types)), _decode_chunk(stream, first, types, payloads)
+    finally:
+        receive.close()
+        reader.join(timeout=5)
+        if reader.is_alive():
+            reader.terminate()
+            reader.join()
 
 
 def _check_rows(stream: str, rows: list[tuple], expected: int) -> list[Event]:
