@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select
-from sqlalchemy.pool import NullPool
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import NullPool
 
 from qlcore.events.codec import EventDecodeError, decode, encode
 from qlcore.events.types import Event
@@ -118,7 +118,7 @@ class EventStore:
 PARALLEL_MIN = 100_000
 
 
-def _checked_chunks(conn, stream: str, from_seq: int, chunk: int) -> Iterator[tuple[int, tuple[str, ...], tuple[str, ...]]]:  # noqa: ANN001
+def _checked_chunks(conn, stream: str, from_seq: int, chunk: int) -> Iterator[tuple[int, tuple[str, ...], tuple[str, ...]]]:
     """(first seq, type names, payloads) of each chunk, after checking order and checksums."""
     # the driver's own cursor: SQLAlchemy's Row objects would cost more than the decoding
     ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
@@ -164,7 +164,7 @@ def _can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods()
 
 
-def _reader_process(url: str, stream: str, from_seq: int, chunk: int, out) -> None:  # noqa: ANN001
+def _reader_process(url: str, stream: str, from_seq: int, chunk: int, out) -> None:
     """The reader half of a parallel replay: fetch and check rows, send them on in bulk."""
     from sqlalchemy import create_engine
 
@@ -177,14 +177,14 @@ def _reader_process(url: str, stream: str, from_seq: int, chunk: int, out) -> No
         out.send_bytes(b"")
     except CorruptEventLog as exc:
         out.send_bytes(f"!{exc.seq}\x1e{exc.reason}".encode())
-    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+    except Exception as exc:
         out.send_bytes(f"?{type(exc).__name__}: {exc}".encode())
     finally:
         out.close()
         engine.dispose()
 
 
-def _parallel_batches(url, stream: str, from_seq: int, chunk: int) -> Iterator[tuple[range, list[Event]]]:  # noqa: ANN001
+def _parallel_batches(url, stream: str, from_seq: int, chunk: int) -> Iterator[tuple[range, list[Event]]]:
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork")
