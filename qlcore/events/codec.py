@@ -63,6 +63,14 @@ class _Spec:
         self.convs = tuple((n, _converter(hints[n])) for n in self.names)
         self.build = self._compile()
 
+    def _shape_error(self, data: Any) -> None:
+        name = self.cls.__name__
+        if not isinstance(data, dict):
+            raise EventDecodeError(f"{name}: payload is not a JSON object")
+        extra = sorted(set(data) - set(self.names))
+        missing = [n for n in self.names if n not in data]
+        raise EventDecodeError(f"{name}: missing fields {missing}, unexpected fields {extra}")
+
     def _compile(self) -> Callable[[dict], Event]:
         """A constructor from the decoded dict, written out per type (as dataclasses do).
 
@@ -72,8 +80,20 @@ class _Spec:
         """
         if hasattr(self.cls, "__post_init__"):
             raise TypeError(f"{self.cls.__name__}: events must not define __post_init__")
-        env: dict[str, Any] = {"cls": self.cls, "Decimal": Decimal, "new": object.__new__, "bad": _not_a_decimal}
-        lines = ["def build(d):", "    o = new(cls)"]
+        env: dict[str, Any] = {
+            "cls": self.cls,
+            "Decimal": Decimal,
+            "new": object.__new__,
+            "bad": _not_a_decimal,
+            "shape": self._shape_error,
+            "dict": dict,
+        }
+        lines = [
+            "def build(d):",
+            f"    if type(d) is not dict or len(d) != {len(self.convs)}:",
+            "        shape(d)",
+            "    o = new(cls)",
+        ]
         for i, (name, conv) in enumerate(self.convs):
             env[f"s{i}"] = getattr(self.cls, name).__set__
             if conv is None:
@@ -112,21 +132,24 @@ def encode(event: Event) -> tuple[str, bytes]:
     return cls.__name__, payload
 
 
+class _Builders(dict):
+    """Event type name -> compiled builder, filled on first use."""
+
+    def __missing__(self, type_name: str) -> Callable[[Any], Event]:
+        cls = EVENT_TYPES.get(type_name)
+        if cls is None:
+            raise EventDecodeError(f"unknown event type {type_name!r}")
+        build = self[type_name] = _spec(cls).build
+        return build
+
+
+_BUILDERS: dict[str, Callable[[Any], Event]] = _Builders()
+
+
 def decode(type_name: str, payload: bytes | str) -> Event:
     """Rebuild an event from its stored type name and payload; raise `EventDecodeError` if it does not fit."""
-    cls = EVENT_TYPES.get(type_name)
-    if cls is None:
-        raise EventDecodeError(f"unknown event type {type_name!r}")
     try:
-        data = orjson.loads(payload)
-        spec = _SPECS.get(cls) or _spec(cls)
-        if len(data) != len(spec.names) or not isinstance(data, dict):
-            if not isinstance(data, dict):
-                raise EventDecodeError(f"{type_name}: payload is not a JSON object")
-            extra = sorted(set(data) - set(spec.names))
-            missing = [n for n in spec.names if n not in data]
-            raise EventDecodeError(f"{type_name}: missing fields {missing}, unexpected fields {extra}")
-        return spec.build(data)
+        return _BUILDERS[type_name](orjson.loads(payload))
     except EventDecodeError:
         raise
     except Exception as exc:

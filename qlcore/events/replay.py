@@ -26,7 +26,7 @@ class ReplayResult:
         return self.recorded_hash is not None and self.recorded_hash == self.state_hash
 
 
-def replay(store: EventStore, stream: str, *, parallel: bool | None = None) -> ReplayResult:
+def replay(store: EventStore, stream: str) -> ReplayResult:
     """Fold every event of `stream` into a fresh state. A bad log raises `CorruptEventLog` and no state escapes."""
     state = TradingState()
     recorded: str | None = None
@@ -34,7 +34,7 @@ def replay(store: EventStore, stream: str, *, parallel: bool | None = None) -> R
     apply = state.apply
     event = None
     with gc_paused():
-        for seqs, events in store.iter_batches(stream, parallel=parallel):
+        for seqs, events in store.iter_batches(stream):
             i = 0
             try:
                 for i, event in enumerate(events):  # noqa: B007 - i names the failing event below

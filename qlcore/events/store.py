@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.pool import NullPool
 
 from qlcore.events.codec import EventDecodeError, decode, encode
 from qlcore.events.types import Event
@@ -92,30 +91,19 @@ class EventStore:
             yield from zip(seqs, events, strict=True)
 
     def iter_batches(
-        self, stream: str, *, from_seq: int = 1, chunk: int = 20_000, parallel: bool | None = None
+        self, stream: str, *, from_seq: int = 1, chunk: int = 20_000
     ) -> Iterator[tuple[range, list[Event]]]:
         """Checked events in chunks, as (sequence numbers, events): the fast path for replay.
 
         The first gap, repeated number, checksum mismatch or undecodable payload raises
-        `CorruptEventLog` naming its sequence number. With `parallel` (the default for streams of
-        more than `PARALLEL_MIN` events, where the platform can fork), a reader process fetches
-        and checks the rows while this process decodes and folds: the two halves of a replay
-        cost about the same, so on two cores it runs nearly twice as fast.
+        `CorruptEventLog` naming its sequence number.
         """
-        if parallel is None:
-            parallel = _can_fork() and self.count(stream) - from_seq >= PARALLEL_MIN
-        if parallel:
-            yield from _parallel_batches(self.engine.url, stream, from_seq, chunk)
-            return
         with self.engine.connect() as conn:
             for first, types, payloads in _checked_chunks(conn, stream, from_seq, chunk):
                 yield range(first, first + len(types)), _decode_chunk(stream, first, types, payloads)
 
     def events(self, stream: str) -> list[Event]:
         return [s.event for s in self.read(stream)]
-
-
-PARALLEL_MIN = 100_000
 
 
 def _checked_chunks(conn, stream: str, from_seq: int, chunk: int) -> Iterator[tuple[int, tuple[str, ...], tuple[str, ...]]]:
@@ -156,64 +144,6 @@ def _decode_chunk(stream: str, first: int, types: tuple[str, ...], payloads: tup
     except EventDecodeError as exc:
         raise CorruptEventLog(stream, first + len(events), str(exc)) from None
     return events
-
-
-def _can_fork() -> bool:
-    import multiprocessing
-
-    return "fork" in multiprocessing.get_all_start_methods()
-
-
-def _reader_process(url: str, stream: str, from_seq: int, chunk: int, out) -> None:
-    """The reader half of a parallel replay: fetch and check rows, send them on in bulk."""
-    from sqlalchemy import create_engine
-
-    engine = create_engine(url, poolclass=NullPool)  # never a connection inherited from the parent
-    try:
-        with engine.connect() as conn:
-            for first, types, payloads in _checked_chunks(conn, stream, from_seq, chunk):
-                # payloads are JSON: a raw record separator never occurs in them, nor in type names
-                out.send_bytes("\x1e".join((str(first), "\x1f".join(types), *payloads)).encode())
-        out.send_bytes(b"")
-    except CorruptEventLog as exc:
-        out.send_bytes(f"!{exc.seq}\x1e{exc.reason}".encode())
-    except Exception as exc:
-        out.send_bytes(f"?{type(exc).__name__}: {exc}".encode())
-    finally:
-        out.close()
-        engine.dispose()
-
-
-def _parallel_batches(url, stream: str, from_seq: int, chunk: int) -> Iterator[tuple[range, list[Event]]]:
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("fork")
-    receive, send = ctx.Pipe(duplex=False)
-    reader = ctx.Process(
-        target=_reader_process,
-        args=(url.render_as_string(hide_password=False), stream, from_seq, chunk, send),
-        daemon=True,
-    )
-    reader.start()
-    send.close()
-    try:
-        while message := receive.recv_bytes().decode():
-            if message[0] == "!":
-                seq, _, reason = message[1:].partition("\x1e")
-                raise CorruptEventLog(stream, int(seq), reason)
-            if message[0] == "?":
-                raise RuntimeError(f"event reader failed: {message[1:]}")
-            first_s, types_s, rest = message.split("\x1e", 2)
-            types = tuple(types_s.split("\x1f"))
-            payloads = tuple(rest.split("\x1e"))
-            first = int(first_s)
-            yield range(first, first + len(types)), _decode_chunk(stream, first, types, payloads)
-    finally:
-        receive.close()
-        reader.join(timeout=5)
-        if reader.is_alive():
-            reader.terminate()
-            reader.join()
 
 
 def _check_rows(stream: str, rows: list[tuple], expected: int) -> list[Event]:

@@ -181,31 +181,3 @@ def test_gap_at_a_chunk_boundary_is_found(store, store_url, missing):
     _tamper(store_url, f"DELETE FROM events WHERE stream = 't' AND seq = {missing}")
     with pytest.raises(CorruptEventLog, match=f"at seq {missing}: gap"):
         list(store.iter_events("t", chunk=5))
-
-
-@pytest.mark.parametrize("parallel", [False, True], ids=["in-process", "reader-process"])
-def test_both_read_paths_give_the_same_events_and_state(store, parallel):
-    events = [AccountFunded(0, "main", D(100_000)), *order_events(300)]
-    with store.writer("p") as w:
-        w.extend(events)
-    got = [e for _, batch in store.iter_batches("p", chunk=64, parallel=parallel) for e in batch]
-    assert got == events
-    seqs = [s for seqs, _ in store.iter_batches("p", chunk=64, parallel=parallel) for s in seqs]
-    assert seqs == list(range(1, len(events) + 1))
-    assert replay(store, "p", parallel=parallel).state.cash == replay(store, "p", parallel=not parallel).state.cash
-
-
-@pytest.mark.parametrize(
-    "sql, match",
-    [
-        ("UPDATE events SET payload = REPLACE(payload, '101.25', '1.25') WHERE stream = 'q' AND seq = 149", "at seq 149: checksum mismatch"),
-        ("DELETE FROM events WHERE stream = 'q' AND seq = 129", "at seq 129: gap"),
-    ],
-    ids=["edited", "deleted"],
-)
-def test_reader_process_reports_corruption_with_its_sequence(store, store_url, sql, match):
-    with store.writer("q") as w:
-        w.extend([AccountFunded(0, "main", D(1000)), *order_events(60)])
-    _tamper(store_url, sql)
-    with pytest.raises(CorruptEventLog, match=match):
-        replay(store, "q", parallel=True)
