@@ -18,6 +18,12 @@ app = typer.Typer(
 data_app = typer.Typer(help="Market data: list and check data sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
+from qlcore.audit.cli import audit_app  # noqa: E402 - both load their contents on first use
+from qlcore.risk.cli import risk_app  # noqa: E402
+
+app.add_typer(audit_app, name="audit")
+app.add_typer(risk_app, name="risk")
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -281,9 +287,51 @@ def demo(
     run_demo(db=db, report=report, echo=typer.echo)
 
 
+@app.command()
+def parity(
+    strategy: Annotated[str, typer.Option("--strategy", "-s", help="a strategy with a vectorized form (sma_cross, mean_reversion) or module:Class")],
+    symbols: Annotated[str | None, typer.Option(help="comma-separated embedded symbols, e.g. AAPL,MSFT")] = None,
+    data_file: Annotated[list[Path] | None, typer.Option("--data-file", "-f", help="CSV or Parquet bar file (repeatable)")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="strategy parameter NAME=VALUE (repeatable)")] = None,
+    start: Annotated[str | None, typer.Option(help="first date, e.g. 2005-01-01")] = None,
+    end: Annotated[str | None, typer.Option(help="last date")] = None,
+    cash: Annotated[str, typer.Option(help="initial cash")] = "100000",
+    fee_bps: Annotated[str, typer.Option(help="fee in basis points of notional (10 = 0.1%)")] = "0",
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Run a strategy through vectorbt and the event-driven engine; exit 1 unless they trade identically."""
+    from qlcore.engine.config import BacktestConfig
+    from qlcore.research import NoVectorizedFormError
+    from qlcore.research import parity as run_parity
+
+    params = _parse_params(param or [])
+    config = BacktestConfig.from_mapping({"initial_cash": cash, "fee_bps": fee_bps})  # checks both
+    frames = _load_frames(symbols, data_file or [], start, end)
+    try:
+        report = run_parity(strategy, params, frames, fee_bps=config.fee_bps, init_cash=config.initial_cash)
+    except NoVectorizedFormError as exc:
+        raise UserError(str(exc)) from None
+    if as_json:
+        typer.echo(report.to_json())
+    else:
+        typer.secho(report.summary(), fg=typer.colors.GREEN if report.ok else typer.colors.RED)
+        differences = report.differences
+        if len(differences):
+            import pandas as pd
+
+            shown = differences.head(20).drop(columns=["match"])
+            with pd.option_context("display.width", 250, "display.max_columns", 30):
+                typer.echo(f"\ndiffering trades ({len(differences)}; first {len(shown)} shown, engine vs vectorbt):")
+                typer.echo(shown.to_string(index=False))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        # without standalone mode click returns the exit code of `raise typer.Exit(n)` instead of exiting
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:

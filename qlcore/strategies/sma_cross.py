@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
+
+import numpy as np
 
 from qlcore.events.types import OrderFilled
 from qlcore.model.market import Bar
@@ -46,3 +49,66 @@ class SmaCross(Strategy):
     def on_fill(self, fill: OrderFilled) -> None:
         self._pending[fill.symbol] = False
         self._long[fill.symbol] = self.position(fill.symbol) > 0
+
+    # --- vectorized form (research) -------------------------------------------------------------
+    @classmethod
+    def vectorized_signals(cls, close: np.ndarray, **params: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Entries and exits over whole closes: True at the bars where `on_bar` buys / closes.
+
+        The signals of `SmaCrossover`, exactly: the same integer sums (int64 prefix sums of the
+        scaled closes) and the same cross rule. Bar t's signal is an order filled at bar t+1's
+        open in the engine; shifting is the caller's job (`qlcore.research`). Entries apply when
+        flat, exits when long, as in `on_bar`.
+        """
+        strategy = cls(**params)  # converts and checks the parameters like the engine does
+        fast, slow = strategy.fast, strategy.slow
+        x = scaled_closes(close)
+        check_int64_bound(x, fast, slow)
+        entries = np.zeros(len(x), dtype=bool)
+        exits = np.zeros(len(x), dtype=bool)
+        if len(x) < slow:
+            return entries, exits
+        # int64 arithmetic wraps modulo 2**64; the compared quantity is within the bound checked
+        # above, so its sign is exact even when the prefix sums or the products wrap
+        prefix = np.concatenate(([0], np.cumsum(x)))
+        fast_sum = prefix[slow:] - prefix[slow - fast : len(x) + 1 - fast]
+        slow_sum = prefix[slow:] - prefix[: len(x) + 1 - slow]
+        sign = np.sign(fast_sum * slow - slow_sum * fast)  # sign[k] is bar slow - 1 + k
+        # a cross is a change of sign against the last non-zero sign (0 is neither side)
+        at = np.flatnonzero(sign)
+        flips = at[1:][sign[at[1:]] != sign[at[:-1]]]
+        bars = flips + slow - 1
+        entries[bars[sign[flips] > 0]] = True
+        exits[bars[sign[flips] < 0]] = True
+        return entries, exits
+
+
+INT64_LIMIT = 2**63
+
+
+def scaled_closes(close: np.ndarray) -> np.ndarray:
+    """Closes in integer units of 1/SCALE as int64: `round(close * SCALE)` (half to even) for each bar."""
+    values = np.asarray(close, dtype=np.float64)
+    scaled = np.rint(values * SCALE)
+    bad = ~(np.abs(scaled) < INT64_LIMIT)  # NaN, inf, or beyond int64
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"close[{i}] = {values[i]!r} cannot be scaled to int64 units of 1/{SCALE}")
+    return scaled.astype(np.int64)
+
+
+def check_int64_bound(x: np.ndarray, fast: int, slow: int) -> None:
+    """Raise unless `fast * slow * (max - min)` of the scaled closes stays below 2**63.
+
+    ``fast_sum * slow - slow_sum * fast`` equals ``fast * slow * (fast mean - slow mean)``, so its
+    magnitude is below that bound and int64 arithmetic (exact modulo 2**64) decides its sign
+    exactly. For prices within $1,000 of each other that allows ``fast * slow`` up to 9.2e9.
+    """
+    if len(x) == 0:
+        return
+    spread = int(x.max()) - int(x.min())
+    if fast * slow * spread >= INT64_LIMIT:
+        raise OverflowError(
+            f"sma_cross: fast*slow*(max-min) = {fast}*{slow}*{spread / SCALE:g} (x{SCALE}) exceeds "
+            "int64; the vectorized signals would not be exact for these windows and prices"
+        )
