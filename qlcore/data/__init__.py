@@ -7,9 +7,28 @@ The canonical bar frame: a DataFrame indexed by a tz-naive, strictly increasing,
 """
 
 from qlcore.data.catalog import inspect_file, list_datasets, load
+from qlcore.data.conditions import RegimeConfig, VolatilityMonitor, VolatilityRegimeChanged
 from qlcore.data.csv import load_csv
 from qlcore.data.errors import DataIssue, DataValidationError, UnknownSymbolError
+from qlcore.data.feed import (
+    Fault,
+    FaultKind,
+    Feed,
+    ManualClock,
+    ReplayFeed,
+    SymbolSeed,
+    SyntheticIntradayFeed,
+)
 from qlcore.data.parquet import load_parquet, save_parquet
+from qlcore.data.quality import (
+    DataGap,
+    DataQuarantined,
+    FeedResumed,
+    FeedStale,
+    IngestionGate,
+    PriceLevelReset,
+    QualityConfig,
+)
 from qlcore.data.repair import REPAIRS
 from qlcore.data.report import DataQualityReport
 from qlcore.data.sample import SAMPLE_SYMBOLS, load_sample
@@ -21,10 +40,27 @@ __all__ = [
     "COLUMNS",
     "REPAIRS",
     "SAMPLE_SYMBOLS",
+    "DataGap",
     "DataIssue",
     "DataQualityReport",
+    "DataQuarantined",
     "DataValidationError",
+    "Fault",
+    "FaultKind",
+    "Feed",
+    "FeedResumed",
+    "FeedStale",
+    "IngestionGate",
+    "ManualClock",
+    "PriceLevelReset",
+    "QualityConfig",
+    "RegimeConfig",
+    "ReplayFeed",
+    "SymbolSeed",
+    "SyntheticIntradayFeed",
     "UnknownSymbolError",
+    "VolatilityMonitor",
+    "VolatilityRegimeChanged",
     "check_bars",
     "infer_frequency",
     "inspect_file",
