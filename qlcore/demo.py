@@ -49,7 +49,7 @@ def run_demo(db: str | None = None, report: Path | None = None, echo: Callable[[
             raise RuntimeError(f"replay of {result.run_id} does not reproduce its state hash")
         results.append(result)
     path = report or project_data_dir() / "reports" / "demo.html"
-    write_report(path, [(r.title, r._repr_html_()) for r in results])
+    write_report(path, [("", r._repr_html_()) for r in results])
     echo(f"report: {path}")
     echo("next: qlcore runs | qlcore replay --verify <run id> | qlcore backtest --help")
     return results

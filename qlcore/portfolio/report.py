@@ -162,11 +162,13 @@ def result_html(
     final_equity: str,
     trades: pd.DataFrame | None,
     max_trades: int = 20,
+    equity: pd.Series | None = None,
 ) -> str:
     """HTML of one backtest result (``BacktestResult._repr_html_``).
 
     A header (title, run id, short state hash with the full one on hover, final equity as given),
-    the parameters, the metrics table and the last ``max_trades`` trades.
+    an equity and drawdown chart when `equity` is given, the parameters, the metrics table and
+    the last ``max_trades`` trades.
     """
     esc = html.escape
     run = esc(run_id) if run_id else "not stored"
@@ -185,8 +187,9 @@ def result_html(
         f'<div><div style="font-weight:bold;padding-bottom:4px">Parameters</div>'
         f"{_params_html(params)}</div></div>"
     )
+    chart = equity_svg(equity) if equity is not None else ""
     return (
-        f'<div class="ql-result">{header}{body}'
+        f'<div class="ql-result">{header}{chart}{body}'
         f'<div style="font-weight:bold">Trades</div>{_trades_html(trades, max_trades)}</div>'
     )
 
@@ -215,6 +218,42 @@ def _plot_positions(equity: np.ndarray, dd: np.ndarray, max_points: int) -> np.n
         extreme(dd, np.inf, np.argmin),
     ]
     return np.unique(np.concatenate(picks))
+
+
+def equity_svg(equity: pd.Series, *, width: int = 640, height: int = 180, max_points: int = 600) -> str:
+    """A small static chart: the equity curve over its drawdown, as inline SVG (no JavaScript).
+
+    For reports and notebook summaries, where an interactive plot would be heavy; `plot_equity`
+    gives the interactive one.
+    """
+    values = equity.to_numpy(dtype=float)
+    if len(values) < 2:
+        return ""
+    dd = values / np.maximum.accumulate(values) - 1.0
+    keep = _plot_positions(values, dd, max_points)
+    x = keep / (len(values) - 1) * (width - 60) + 50
+    lo, hi = float(values.min()), float(values.max())
+    span = hi - lo or 1.0
+    eq_h, dd_h = height * 0.68, height * 0.22
+    y = 8 + (hi - values[keep]) / span * (eq_h - 8)
+    dd_min = float(dd.min()) or -1.0
+    y_dd = eq_h + 10 + dd[keep] / dd_min * dd_h
+    line = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x, y, strict=True))
+    top = eq_h + 10
+    area = f"{x[0]:.1f},{top:.1f} " + " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x, y_dd, strict=True)) + f" {x[-1]:.1f},{top:.1f}"
+    first, last = equity.index[0], equity.index[-1]
+    return (
+        f'<svg class="ql-equity" width="{width}" height="{height + 16}" role="img" '
+        f'aria-label="equity and drawdown" style="font:11px sans-serif">'
+        f'<text x="46" y="12" text-anchor="end" fill="{_MUTED}">{hi:,.0f}</text>'
+        f'<text x="46" y="{eq_h:.0f}" text-anchor="end" fill="{_MUTED}">{lo:,.0f}</text>'
+        f'<polyline points="{line}" fill="none" stroke="#1f77b4" stroke-width="1.4"/>'
+        f'<polygon points="{area}" fill="#d62728" fill-opacity="0.35"/>'
+        f'<text x="46" y="{top + dd_h:.0f}" text-anchor="end" fill="#d62728">{dd_min:.1%}</text>'
+        f'<text x="50" y="{height + 12}" fill="{_MUTED}">{first:%Y-%m-%d}</text>'
+        f'<text x="{width - 10}" y="{height + 12}" text-anchor="end" fill="{_MUTED}">{last:%Y-%m-%d}</text>'
+        "</svg>"
+    )
 
 
 def plot_equity(
@@ -278,7 +317,8 @@ def write_report(
         f"<h1>{html.escape(title)}</h1>",
     ]
     for heading, body in sections:
-        parts.append(f"<section><h2>{html.escape(heading)}</h2>{body}</section>")
+        h2 = f"<h2>{html.escape(heading)}</h2>" if heading else ""
+        parts.append(f"<section>{h2}{body}</section>")
     parts.append("</body></html>\n")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(parts), encoding="utf-8")

@@ -195,6 +195,7 @@ class BacktestResult:
             state_hash=self.state_hash,
             final_equity=f"{self.final_equity:,.2f}",
             trades=self.trades,
+            equity=self.equity,
         )
 
     def plot(self):

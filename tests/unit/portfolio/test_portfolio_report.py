@@ -174,3 +174,16 @@ def test_importing_report_does_not_import_holoviews() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_equity_svg_draws_the_curve_and_labels_its_range():
+    from qlcore.portfolio.report import equity_svg
+
+    idx = pd.date_range("2020-01-01", periods=5, freq="D")
+    svg = equity_svg(pd.Series([100.0, 110.0, 99.0, 120.0, 115.0], index=idx))
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    assert ">120<" in svg and ">99<" in svg  # max and min equity
+    assert ">-10.0%<" in svg  # deepest drawdown: 99 / 110 - 1
+    assert "2020-01-01" in svg and "2020-01-05" in svg
+    assert svg.count("<polyline") == 1 and svg.count("<polygon") == 1
+    assert equity_svg(pd.Series([1.0], index=idx[:1])) == ""
