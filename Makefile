@@ -26,6 +26,7 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check qlcore tests benchmarks
+	$(BIN)/mypy qlcore
 
 clean:
 	rm -rf $(VENV) .pytest_cache

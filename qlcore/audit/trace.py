@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from qlcore.audit.log import AuditEntry, AuditLog
 from qlcore.events.codec import decode
 from qlcore.events.store import EventStore
-from qlcore.events.types import Event, OrderFilled, OrderInitialized
+from qlcore.events.types import Event, OrderDenied, OrderFilled, OrderInitialized, OrderSubmitted
 from qlcore.model.enums import OrderSide
 from qlcore.model.money import ZERO
 from qlcore.model.orders import Order
@@ -178,9 +178,10 @@ def trace_events(store: EventStore, stream: str, order_id: str) -> Lineage | Non
         _apply(lin, event)
         name = type(event).__name__
         if name == "OrderDenied":
-            lin.checks.append({"ts": event.ts, "passed": False, "rules": [], "reason": event.reason})  # type: ignore[attr-defined]
+            denied = cast(OrderDenied, event)  # matched by name
+            lin.checks.append({"ts": denied.ts, "passed": False, "rules": [], "reason": denied.reason})
         elif name == "OrderSubmitted":
-            lin.checks.append({"ts": event.ts, "passed": True, "rules": [], "reason": ""})
+            lin.checks.append({"ts": cast(OrderSubmitted, event).ts, "passed": True, "rules": [], "reason": ""})
         if isinstance(event, OrderFilled) and pnl is not None:
             lin.fills.append(FillLine(event.ts, event.trade_id, event.quantity, event.price, event.fee,
                                       pnl["realized_pnl"], pnl["position_after"]))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import cast
 
 from qlcore.brokers.base import ExecutionReports
 from qlcore.model.enums import OrderSide, OrderType, TimeInForce
@@ -139,11 +140,11 @@ class SimulatedBroker:
         if t is OrderType.MARKET:
             return o, True
         if t is OrderType.LIMIT or (t is OrderType.STOP_LIMIT and w.triggered):
-            lim = w.limit
+            lim = cast(float, w.limit)  # limit and stop-limit orders always carry a price
             if w.buy:
                 return (o, False) if o <= lim else ((lim, False) if bar.low <= lim else (None, False))
             return (o, False) if o >= lim else ((lim, False) if bar.high >= lim else (None, False))
-        stop = w.stop
+        stop = cast(float, w.stop)  # stop and stop-limit orders always carry a trigger price
         if w.buy:
             trig = o if o >= stop else (stop if bar.high >= stop else None)
         else:
@@ -154,7 +155,7 @@ class SimulatedBroker:
             return trig, True
         # STOP_LIMIT, triggered on this bar
         w.triggered = True
-        lim = w.limit
+        lim = cast(float, w.limit)
         if (w.buy and trig <= lim) or (not w.buy and trig >= lim):
             return trig, False
         return None, False

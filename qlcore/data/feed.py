@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -218,8 +218,8 @@ def _merge(
 ) -> list[Bar]:
     rows: list[tuple[int, int, Bar]] = []
     for rank, (symbol, frame) in enumerate(frames.items()):
-        part = frame.loc[start:end]  # type: ignore[misc]
-        ts = part.index.asi8
+        part = frame.loc[start:end]
+        ts = cast(pd.DatetimeIndex, part.index).asi8  # bar frames are indexed by time
         cols = [part[c].to_numpy(dtype="float64").tolist() for c in ("open", "high", "low", "close", "volume")]
         for i, (o, h, lo, c, v) in enumerate(zip(*cols, strict=True)):
             t = int(ts[i])
@@ -319,7 +319,7 @@ class SyntheticIntradayFeed(_PacedFeed):
             seeds.append(SymbolSeed(s.upper(), float(closes[-1]), daily_vol, float(frame["volume"].mean())))
             last = frame.index[-1] if last is None else max(last, frame.index[-1])
         if "start_ts" not in kwargs:
-            next_day = pd.Timestamp(last) + pd.offsets.BDay(1)
+            next_day = pd.Timestamp(cast(pd.Timestamp, last)) + pd.offsets.BDay(1)  # set once per symbol
             kwargs["start_ts"] = (next_day.normalize() + pd.Timedelta(hours=9, minutes=30)).value
         return cls(seeds, **kwargs)  # type: ignore[arg-type]
 

@@ -232,11 +232,13 @@ class IngestionGate:
         gap_steps = 1
         if st.last_ts is not None:
             if bar.ts < st.last_ts:
-                return self._quarantine(now, bar, QuarantineKind.OUT_OF_ORDER,
-                                        f"out_of_order: ts {bar.ts} is before the latest {st.last_ts}")
+                self._quarantine(now, bar, QuarantineKind.OUT_OF_ORDER,
+                                 f"out_of_order: ts {bar.ts} is before the latest {st.last_ts}")
+                return None
             if bar.ts == st.last_ts:
-                return self._quarantine(now, bar, QuarantineKind.DUPLICATE,
-                                        f"duplicate: a bar for ts {bar.ts} was already received")
+                self._quarantine(now, bar, QuarantineKind.DUPLICATE,
+                                 f"duplicate: a bar for ts {bar.ts} was already received")
+                return None
             interval = self.config.interval_ns
             if interval is not None:
                 gap_steps = max((bar.ts - st.last_ts) // interval, 1)
@@ -247,7 +249,8 @@ class IngestionGate:
 
         problem = _ohlc_problem(bar)
         if problem is not None:
-            return self._quarantine(now, bar, QuarantineKind.OHLC, f"ohlc: {problem}")
+            self._quarantine(now, bar, QuarantineKind.OHLC, f"ohlc: {problem}")
+            return None
 
         if st.last_close is not None:
             r = math.log(bar.close / st.last_close)
@@ -255,7 +258,8 @@ class IngestionGate:
             if spike is not None:
                 st.spikes += 1
                 if st.spikes <= self.config.spike_accept_after:
-                    return self._quarantine(now, bar, QuarantineKind.SPIKE, spike)
+                    self._quarantine(now, bar, QuarantineKind.SPIKE, spike)
+                    return None
                 self._emit(PriceLevelReset(now, bar.symbol, st.last_close, bar.close,
                                            st.spikes - 1, self.config.source))
                 st.returns.clear()

@@ -79,7 +79,8 @@ def synthetic_bars(
 
 def _bar_seconds(freq: str) -> float:
     try:
-        return pd.Timedelta(pd.tseries.frequencies.to_offset(freq)).total_seconds()
+        # the stubs accept only Tick; at run time any offset is accepted, non-fixed ones raise
+        return pd.Timedelta(pd.tseries.frequencies.to_offset(freq)).total_seconds()  # type: ignore[arg-type]
     except ValueError:  # calendar offsets such as "B" or "MS" have no fixed length
         return 86_400.0
 

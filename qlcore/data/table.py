@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -59,7 +60,7 @@ class Table:
             if isinstance(raw, str):
                 return raw.strip()
         value = self.bars.at[label, column]
-        return str(value) if column == "ts" else repr(float(value))
+        return str(value) if column == "ts" else repr(float(cast(float, value)))
 
     def issue(self, label: int | None, column: str | None, reason: str, kind: str) -> DataIssue:
         row = None if label is None else int(label)
@@ -118,7 +119,7 @@ def table_from_text(text: pd.DataFrame, source: str) -> tuple[Table, list[Findin
         bad = ~np.isfinite(bars[col].to_numpy())
 
         def explain(label: int, col: str = col) -> tuple[str, str]:
-            return _explain_bad_number(table.show(label, col), float(table.bars.at[label, col]))
+            return _explain_bad_number(table.show(label, col), float(cast(float, table.bars.at[label, col])))
 
         findings.append(Finding(labels[bad], col, explain))
     return table, findings
@@ -185,7 +186,7 @@ def table_from_frame(
             bars[col] = pd.to_numeric(series, errors="coerce").to_numpy("float64", na_value=np.nan)
 
         def explain(label: int, series: pd.Series = series) -> tuple[str, str]:
-            original, value = series.iloc[label], float(table.bars.at[label, series.name])
+            original, value = series.iloc[label], float(cast(float, table.bars.at[label, series.name]))
             if np.isnan(value) and not pd.isna(original):
                 return f"non-numeric value {original!r}", "non_numeric"
             if np.isnan(value):

@@ -19,6 +19,8 @@ bar and sequence rules: they already carry an issue.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
 
@@ -101,7 +103,8 @@ def bar_findings(table: Table) -> list[Finding]:
     for col, values in (("open", o), ("close", c)):
 
         def outside(lab: int, col: str = col) -> tuple[str, str]:
-            below = bars.at[lab, col] < bars.at[lab, "low"]
+            # value columns are float64 (Table contract); the stubs type .at as any scalar
+            below = cast(float, bars.at[lab, col]) < cast(float, bars.at[lab, "low"])
             side, bound = ("below", "low") if below else ("above", "high")
             reason = (
                 f"{col} {show(lab, col)} is {side} {bound} {show(lab, bound)} "
@@ -128,7 +131,7 @@ def sequence_findings(table: Table) -> list[Finding]:
     before = pd.Series(labels[at_latest[back - 1]], index=labels[back])
 
     def out_of_order(lab: int) -> tuple[str, str]:
-        earlier = int(before.at[lab])
+        earlier = int(cast(int, before.at[lab]))  # labels are int64 row labels
         reason = (
             f"timestamp {table.show(lab, 'ts')} is earlier than {table.show(earlier, 'ts')} "
             f"on {table.unit} {earlier} (out of order; repair 'sort' fixes it)"

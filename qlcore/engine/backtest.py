@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from itertools import repeat
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -217,8 +218,9 @@ def _timeline(frames: dict[str, pd.DataFrame]) -> tuple[np.ndarray, Iterable[str
     return ts[order], syms, cols
 
 
-def _ns(index: pd.DatetimeIndex) -> np.ndarray:
-    return index.as_unit("ns").asi8
+def _ns(index: pd.Index) -> np.ndarray:
+    # bar frames are indexed by a DatetimeIndex (validated on load); the frame stubs say only Index
+    return cast(pd.DatetimeIndex, index).as_unit("ns").asi8
 
 
 def _equity_curve(
@@ -235,8 +237,8 @@ def _equity_curve(
         idx = np.searchsorted(fill_ts, times, side="right") - 1
         cash = np.where(idx >= 0, cash0 + cash_after[np.maximum(idx, 0)], cash0)
     for sym, df in frames.items():
-        close = pd.Series(df["close"].to_numpy(dtype=float), index=_ns(df.index))
-        close = close[~close.index.duplicated(keep="last")].reindex(times).ffill().fillna(0.0).to_numpy()
+        closes = pd.Series(df["close"].to_numpy(dtype=float), index=_ns(df.index))
+        close = closes[~closes.index.duplicated(keep="last")].reindex(times).ffill().fillna(0.0).to_numpy()
         mask = np.array([f.symbol == sym for f in fills], dtype=bool)
         qty = np.zeros(len(times))
         if mask.any():

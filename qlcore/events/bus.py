@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from qlcore.events.types import Event
 
-Handler = Callable[[Event], None]
+Handler = Callable[[Event], object]  # whatever a handler returns is ignored
 
 
 class EventBus:

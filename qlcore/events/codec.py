@@ -42,13 +42,13 @@ def _converter(tp: Any) -> Callable[[Any], Any] | None:
             return None
         return lambda v: None if v is None else inner(v)
     if origin is tuple:
-        args = typing.get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            item = _converter(args[0])
+        items = typing.get_args(tp)
+        if len(items) == 2 and items[1] is Ellipsis:
+            item = _converter(items[0])
             if item is None:
                 return tuple
             return lambda v: tuple(item(x) for x in v)
-        convs = [_converter(a) for a in args]
+        convs = [_converter(a) for a in items]
         return lambda v: tuple(c(x) if c else x for c, x in zip(convs, v, strict=True))
     return None
 

@@ -136,7 +136,7 @@ def _checked_chunks(conn, stream: str, from_seq: int, chunk: int) -> Iterator[tu
 
 
 def _decode_chunk(stream: str, first: int, types: tuple[str, ...], payloads: tuple[str, ...]) -> list[Event]:
-    events = []
+    events: list[Event] = []
     append = events.append
     try:
         for type_name, payload in zip(types, payloads, strict=True):

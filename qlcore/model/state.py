@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from decimal import Decimal
+from typing import Any
 
 from qlcore.events.types import (
     ORDER_EVENTS,
@@ -44,7 +45,8 @@ class TradingState:
         self.fees = ZERO
         self.marks: dict[str, Decimal] = {}
         self.events_applied = 0
-        self._dispatch: dict[type, Callable[[Event], bool]] = {
+        # each handler takes exactly its key's event type; Any stands for that pairing
+        self._dispatch: dict[type, Callable[[Any], bool]] = {
             OrderInitialized: self._on_init,
             OrderFilled: self._on_fill,
             AccountFunded: self._on_funded,
@@ -73,7 +75,7 @@ class TradingState:
             self.apply(event)
         return self
 
-    def _on_init(self, event: OrderInitialized) -> bool:  # type: ignore[override]
+    def _on_init(self, event: OrderInitialized) -> bool:
         if event.order_id in self.orders:
             raise ValueError(f"order id {event.order_id!r} initialized twice")
         self.orders[event.order_id] = Order(event)
@@ -86,7 +88,7 @@ class TradingState:
             raise UnknownOrderError(event.order_id, event) from None  # type: ignore[attr-defined]
         return order.apply(event)
 
-    def _on_fill(self, event: OrderFilled) -> bool:  # type: ignore[override]
+    def _on_fill(self, event: OrderFilled) -> bool:
         order = self.orders.get(event.order_id)
         if order is None:
             raise UnknownOrderError(event.order_id, event)
@@ -102,11 +104,11 @@ class TradingState:
         self.fees += event.fee
         return True
 
-    def _on_funded(self, event: AccountFunded) -> bool:  # type: ignore[override]
+    def _on_funded(self, event: AccountFunded) -> bool:
         self.cash += event.amount
         return True
 
-    def _on_marks(self, event: MarksUpdated) -> bool:  # type: ignore[override]
+    def _on_marks(self, event: MarksUpdated) -> bool:
         for symbol, price in event.marks:
             self.marks[symbol] = price
         return True

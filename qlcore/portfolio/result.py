@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
@@ -80,7 +80,8 @@ class BacktestResult:
         # an account that loses everything has no defined returns after that point: the metrics
         # cover the run up to the last bar with positive equity, and `ruined_at` says when it ended
         bad = ~(equity > 0)
-        ruined_at = equity.index[bad.argmax()] if bad.any() else None
+        # argmax is a numpy integer position, which the Index stubs do not list
+        ruined_at = equity.index[cast(int, bad.argmax())] if bad.any() else None
         alive = equity[: bad.argmax()] if ruined_at is not None else equity
         if alive.empty:
             raise ValueError(f"equity is not positive at the first bar ({equity.iloc[0]})")

@@ -5,7 +5,7 @@ import itertools
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -97,8 +97,9 @@ def parameter_sets(cls: type[Strategy], grid: GridLike) -> tuple[list[str], pd.D
     are converted to their declared types and relations such as ``fast < slow`` hold; sets that
     break them are skipped with the strategy's message. Unknown names raise, listing the valid ones.
     """
+    rows: list[dict[str, Any]]
     if isinstance(grid, pd.DataFrame):
-        rows = grid.to_dict("records")
+        rows = cast(list[dict[str, Any]], grid.to_dict("records"))  # columns are parameter names
     elif isinstance(grid, Mapping):
         names = list(grid)
         values = [_values(grid[name]) for name in names]

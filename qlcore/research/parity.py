@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -201,7 +201,8 @@ def parity(
     instance = cls(**params)  # converts and checks the parameters, before any work
     if "quantity" not in instance.param_values:
         raise ValueError(f"{cls.name} has no quantity parameter: parity sizes orders by it")
-    config = BacktestConfig(initial_cash=init_cash, fee_bps=fee_bps)  # converts and checks both
+    # BacktestConfig converts and checks both (its __post_init__ accepts any number)
+    config = BacktestConfig(initial_cash=cast(Decimal, init_cash), fee_bps=cast(Decimal, fee_bps))
     frames = as_frames(data)
 
     engine_result = BacktestEngine(config, run_id="parity").add_strategy(instance).run(frames)
@@ -263,7 +264,7 @@ def _run_vectorbt(
                 f"{symbol}: vectorbt bought less than {quantity:g} on {len(short)} entries (first {first}) "
                 "for lack of cash; the engine has no buying-power check"
             )
-        ts = df.index.as_unit("ns").asi8
+        ts = cast(pd.DatetimeIndex, df.index).as_unit("ns").asi8  # bar frames are indexed by time
         for i, r in enumerate(rec):
             side = OrderSide.BUY if r["side"] == 0 else OrderSide.SELL
             fills.append(
@@ -303,7 +304,8 @@ def compare_trades(engine: pd.DataFrame, vectorbt: pd.DataFrame, rel_tol: float 
     for i in range(n):
         a = engine.iloc[i] if i < len(engine) else None
         b = vectorbt.iloc[i] if i < len(vectorbt) else None
-        row: dict[str, Any] = {"trade": i + 1, "symbol": (a if a is not None else b)["symbol"]}
+        either = cast(pd.Series, a if a is not None else b)  # i < n: one side has trade i
+        row: dict[str, Any] = {"trade": i + 1, "symbol": either["symbol"]}
         for f in FIELDS:
             row[f"{f}_engine"] = _field(a, f)
             row[f"{f}_vectorbt"] = _field(b, f)

@@ -8,6 +8,8 @@ shared by every threshold pair. A subclass that overrides `vectorized_signals` g
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import MethodType
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -38,7 +40,8 @@ def _batch_path(cls: type[Strategy]) -> Callable[..., None]:
 
 
 def _same_method(cls: type[Strategy], base: type[Strategy]) -> bool:
-    return getattr(cls.vectorized_signals, "__func__", None) is base.vectorized_signals.__func__
+    # on a base that defines it, the classmethod read from the class is a bound method
+    return getattr(cls.vectorized_signals, "__func__", None) is cast(MethodType, base.vectorized_signals).__func__
 
 
 def _one_set_at_a_time(cls, close, sets, delay, entries, exits) -> None:

@@ -5,7 +5,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -147,7 +147,8 @@ def sweep(
     cls = vectorized_class(strategy)
     names, sets, skipped = parameter_sets(cls, grid)
     sizing = _sizing(sets, quantity, fraction)
-    config = BacktestConfig(initial_cash=init_cash, fee_bps=fee_bps)  # converts and checks both
+    # BacktestConfig converts and checks both (its __post_init__ accepts any number)
+    config = BacktestConfig(initial_cash=cast(Decimal, init_cash), fee_bps=cast(Decimal, fee_bps))
     frames = as_frames(data)
     started = time.perf_counter()
     longest = max(len(df) for df in frames.values())
@@ -207,7 +208,7 @@ def _run_chunk(
     del entries, exits
     if len(rec) and (np.diff(rec["col"]) < 0).any():  # vectorbt writes them column by column
         rec = rec[np.argsort(rec["col"], kind="stable")]
-    ppy = infer_periods_per_year(df.index)
+    ppy = infer_periods_per_year(cast(pd.DatetimeIndex, df.index))  # bar frames are indexed by time
     final, total, sharpe, max_dd, trades, winners, fees, ruined = order_stats_nb(
         rec["col"], rec["idx"], rec["size"], rec["price"], rec["fees"], rec["side"],
         close, len(sets), init_cash, ppy,

@@ -162,7 +162,9 @@ def simulate_orders(
     return records[records["col"] < k]
 
 
-def _fortran_columns(entries: np.ndarray, exits: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, ...]:
+def _fortran_columns(
+    entries: np.ndarray, exits: np.ndarray, size: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Writable column-major signal matrices of at least two columns (same numba types every call).
 
     A one-column matrix is C-contiguous, which numba types apart from the column-major case: a

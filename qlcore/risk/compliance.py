@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from qlcore.model.enums import OrderSide
 from qlcore.model.orders import Order
@@ -39,10 +39,11 @@ class MessageLimit(Rule):
         while messages and messages[0] <= start:
             messages.popleft()
         n = len(messages)
-        if n <= lim.max_messages_per_window:
+        limit = cast(int, lim.max_messages_per_window)  # enabled() checked it is set
+        if n <= limit:
             return None
         return self.deny(
-            f"{lim.max_messages_per_window} messages per {seconds(lim.message_window_ns)}",
+            f"{limit} messages per {seconds(lim.message_window_ns)}",
             f"this request is message {n} in the window",
             order,
             ctx,
@@ -90,7 +91,7 @@ class OrderToTradeRatio(Rule):
         book = ctx.book
         orders = book.orders_today + 1
         fills = book.trades_today
-        limit = ctx.lim.max_order_to_trade_ratio
+        limit = cast(Decimal, ctx.lim.max_order_to_trade_ratio)  # enabled() checked it is set
         if orders <= limit * (fills or 1):
             return None
         ratio = qty((Decimal(orders) / (fills or 1)).quantize(Decimal("0.01")))

@@ -23,11 +23,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from qlcore.model.money import to_decimal
+
+if TYPE_CHECKING:
+    from qlcore.risk.calendar import SessionCalendar
 
 NS_PER_S = 1_000_000_000
 
@@ -197,6 +200,36 @@ class ResolvedLimits:
     __slots__ = (*FIELDS, "strategy_id", "symbol", "order_window_ns", "account_order_window_ns", "duplicate_window_ns",
                  "message_window_ns", "fee_rate", "session", "chain", "rule_names")
 
+    # The slots named by FIELDS, for the type checker (annotations only: slots cannot have class
+    # values). Same types as `Limits`, minus `None` where `_DEFAULTS` fills the gap.
+    restricted: bool
+    max_messages_per_window: int | None
+    message_window_s: Decimal
+    wash_trade: bool
+    max_order_to_trade_ratio: Decimal | None
+    calendar: str | None
+    calendar_mode: str
+    calendar_start: str
+    max_order_quantity: Decimal | None
+    price_collar_bps: Decimal | None
+    max_order_notional: Decimal | None
+    duplicate_window_s: Decimal | None
+    max_orders_per_window: int | None
+    order_window_s: Decimal
+    max_account_orders_per_window: int | None
+    account_order_window_s: Decimal
+    max_open_orders: int | None
+    max_account_open_orders: int | None
+    allow_short: bool
+    max_position: Decimal | None
+    max_account_position: Decimal | None
+    max_gross_exposure: Decimal | None
+    max_net_exposure: Decimal | None
+    buying_power: bool
+    fee_bps: Decimal
+    min_fee: Decimal
+    max_daily_loss: Decimal | None
+
     def __init__(self, strategy_id: str, symbol: str, values: Mapping[str, Any]) -> None:
         self.strategy_id = strategy_id
         self.symbol = symbol
@@ -209,7 +242,7 @@ class ResolvedLimits:
             None if self.duplicate_window_s is None else int(self.duplicate_window_s * NS_PER_S)
         )
         self.fee_rate = self.fee_bps / 10_000
-        self.session = None  # the SessionCalendar of `calendar`, set by the engine
+        self.session: SessionCalendar | None = None  # the SessionCalendar of `calendar`, set by the engine
         self.chain: tuple = ()  # the enabled rules, in order, set by the engine
         self.rule_names: tuple[str, ...] = ()
 

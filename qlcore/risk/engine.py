@@ -75,8 +75,9 @@ class RiskEngine:
         self._load_calendars(config)
         self.config = config
         self._resolved: dict[tuple[str, str], ResolvedLimits] = {}
-        self.decision_listeners: list[Callable[[RiskDecision], None]] = []
-        self.event_listeners: list[Callable[[Event], None]] = []
+        # listeners' return values are ignored (the audit recorder returns its entry)
+        self.decision_listeners: list[Callable[[RiskDecision], object]] = []
+        self.event_listeners: list[Callable[[Event], object]] = []
         self.changes: list[RiskLimitsChanged] = []
         self.checked = 0
         self.passed = 0

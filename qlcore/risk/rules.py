@@ -19,7 +19,7 @@ Conventions shared by the rules:
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from qlcore.model.enums import OrderSide
 from qlcore.model.money import ZERO
@@ -28,6 +28,7 @@ from qlcore.risk.base import Denial, RiskContext, Rule, money, qty, seconds
 from qlcore.risk.compliance import MessageLimit, OrderToTradeRatio, RestrictedList, WashTrade
 
 if TYPE_CHECKING:
+    from qlcore.risk.calendar import SessionCalendar
     from qlcore.risk.config import ResolvedLimits
 
 _BUY = OrderSide.BUY
@@ -42,7 +43,7 @@ class TradingHours(Rule):
         return lim.calendar is not None
 
     def check(self, order: Order, ctx: RiskContext) -> Denial | None:
-        cal = ctx.lim.session
+        cal = cast("SessionCalendar", ctx.lim.session)  # set by the engine when `calendar` is
         if cal.is_open(ctx.ts):
             return None
         limit, value = cal.explain(ctx.ts)
@@ -56,7 +57,7 @@ class MaxOrderQuantity(Rule):
         return lim.max_order_quantity is not None
 
     def check(self, order: Order, ctx: RiskContext) -> Denial | None:
-        limit = ctx.lim.max_order_quantity
+        limit = cast(Decimal, ctx.lim.max_order_quantity)  # enabled() checked it is set
         if order.quantity <= limit:
             return None
         return self.deny(qty(limit), f"order {qty(order.quantity)}", order, ctx)
@@ -74,7 +75,7 @@ class PriceCollar(Rule):
         px = order.price
         if px is None:
             return None
-        bps = ctx.lim.price_collar_bps
+        bps = cast(Decimal, ctx.lim.price_collar_bps)  # enabled() checked it is set
         ref = ctx.ref
         if ref is None:
             return self.deny(f"{qty(bps)} bps of the reference price", f"no reference price for {order.symbol}", order, ctx)
@@ -98,7 +99,7 @@ class MaxOrderNotional(Rule):
         return lim.max_order_notional is not None
 
     def check(self, order: Order, ctx: RiskContext) -> Denial | None:
-        limit = ctx.lim.max_order_notional
+        limit = cast(Decimal, ctx.lim.max_order_notional)  # enabled() checked it is set
         notional = ctx.notional
         if notional is None:
             return self.no_price(money(limit), order, ctx)
@@ -119,7 +120,7 @@ class DuplicateOrder(Rule):
         sent = ctx.book.recent.get(ctx.key)
         if not sent:
             return None
-        window = ctx.lim.duplicate_window_ns
+        window = cast(int, ctx.lim.duplicate_window_ns)  # enabled() checked it is set
         start = ctx.ts - window
         while sent and sent[0][0] <= start:
             sent.popleft()
@@ -151,7 +152,7 @@ class OrderRate(Rule):
         start = ctx.ts - lim.order_window_ns
         while sent and sent[0] <= start:
             sent.popleft()
-        limit = lim.max_orders_per_window
+        limit = cast(int, lim.max_orders_per_window)  # enabled() checked it is set
         if len(sent) < limit:
             return None
         return self.deny(
@@ -174,7 +175,7 @@ class AccountOrderRate(Rule):
         start = ctx.ts - lim.account_order_window_ns
         while sent and sent[0] <= start:
             sent.popleft()
-        limit = lim.max_account_orders_per_window
+        limit = cast(int, lim.max_account_orders_per_window)  # enabled() checked it is set
         if len(sent) < limit:
             return None
         return self.deny(
@@ -192,7 +193,7 @@ class MaxOpenOrders(Rule):
         return lim.max_open_orders is not None
 
     def check(self, order: Order, ctx: RiskContext) -> Denial | None:
-        limit = ctx.lim.max_open_orders
+        limit = cast(int, ctx.lim.max_open_orders)  # enabled() checked it is set
         n = ctx.book.open_by_strategy.get(order.strategy_id, 0)
         if n < limit:
             return None
@@ -206,7 +207,7 @@ class MaxAccountOpenOrders(Rule):
         return lim.max_account_open_orders is not None
 
     def check(self, order: Order, ctx: RiskContext) -> Denial | None:
-        limit = ctx.lim.max_account_open_orders
+        limit = cast(int, ctx.lim.max_account_open_orders)  # enabled() checked it is set
         n = ctx.book.open_total
         if n < limit:
             return None
@@ -254,7 +255,7 @@ class MaxPosition(Rule):
         return lim.max_position is not None
 
     def check(self, order: Order, ctx: RiskContext) -> Denial | None:
-        limit = ctx.lim.max_position
+        limit = cast(Decimal, ctx.lim.max_position)  # enabled() checked it is set
         key = ctx.key
         pos = ctx.state.position(order.strategy_id, order.symbol)
         if order.side is _BUY:
@@ -278,7 +279,7 @@ class MaxAccountPosition(Rule):
         return lim.max_account_position is not None
 
     def check(self, order: Order, ctx: RiskContext) -> Denial | None:
-        limit = ctx.lim.max_account_position
+        limit = cast(Decimal, ctx.lim.max_account_position)  # enabled() checked it is set
         book = ctx.book
         sym = order.symbol
         pos = book.sym_qty.get(sym, ZERO)
@@ -316,7 +317,7 @@ class MaxGrossExposure(Rule):
         return lim.max_gross_exposure is not None
 
     def check(self, order: Order, ctx: RiskContext) -> Denial | None:
-        limit = ctx.lim.max_gross_exposure
+        limit = cast(Decimal, ctx.lim.max_gross_exposure)  # enabled() checked it is set
         p = ctx.ref if ctx.ref is not None else ctx.px
         if p is None:
             return self.no_price(money(limit), order, ctx)
@@ -335,7 +336,7 @@ class MaxNetExposure(Rule):
         return lim.max_net_exposure is not None
 
     def check(self, order: Order, ctx: RiskContext) -> Denial | None:
-        limit = ctx.lim.max_net_exposure
+        limit = cast(Decimal, ctx.lim.max_net_exposure)  # enabled() checked it is set
         p = ctx.ref if ctx.ref is not None else ctx.px
         if p is None:
             return self.no_price(money(limit), order, ctx)
@@ -391,7 +392,7 @@ class MaxDailyLoss(Rule):
         return lim.max_daily_loss is not None
 
     def check(self, order: Order, ctx: RiskContext) -> Denial | None:
-        limit = ctx.lim.max_daily_loss
+        limit = cast(Decimal, ctx.lim.max_daily_loss)  # enabled() checked it is set
         book = ctx.book
         today = book.realized - book.fees + book.net - book.cost - book.baseline
         if today >= -limit:

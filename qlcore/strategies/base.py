@@ -17,6 +17,8 @@ from qlcore.model.market import Bar
 from qlcore.model.money import ZERO, to_decimal
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from qlcore.engine.kernel import Kernel
     from qlcore.model.orders import Order
 
@@ -43,6 +45,7 @@ class Param:
     max: Any = None
 
     def convert(self, strategy: str, name: str, value: Any) -> Any:
+        converted: Any
         try:
             if self.type is bool and isinstance(value, str):
                 converted = _BOOL[value.strip().lower()]
@@ -70,6 +73,10 @@ class Strategy:
     name: ClassVar[str] = "strategy"
     params: ClassVar[dict[str, Param]] = {}
     description: ClassVar[str] = ""
+    if TYPE_CHECKING:
+        # Optional research form, a classmethod ``(close, **params) -> (entries, exits)``; only some
+        # strategies define it (qlcore.research.inputs.has_vectorized_form checks at run time).
+        vectorized_signals: ClassVar[Callable[..., tuple[np.ndarray, np.ndarray]]]
 
     def __init__(self, *, strategy_id: str | None = None, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.params))

@@ -27,7 +27,7 @@ class Rebalance(Strategy):
         if not self.symbols:
             raise InvalidParameterError("rebalance: needs at least one symbol")
         self._last: dict[str, Decimal] = {}
-        self._ts = None
+        self._ts: int | None = None
         self._bars = 0
 
     def on_bar(self, bar: Bar) -> None:
