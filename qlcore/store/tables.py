@@ -77,3 +77,25 @@ audit_head = Table(
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+# --- commands (qlcore.control) --------------------------------------------------------------------
+# The queue through which dashboards, the CLI and jobs ask the engine to act; the engine is the only
+# writer of trading state. A row moves pending -> taken (by one consumer) -> accepted | refused.
+# AUTOINCREMENT on SQLite: ids are never reused, so a consumer may remember the last id it saw.
+commands = Table(
+    "commands",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("ts_submitted", BigInteger, nullable=False),
+    Column("user", String(128), nullable=False),
+    Column("target", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("consumer", String(128)),
+    Column("ts_taken", BigInteger),
+    Column("ts_completed", BigInteger),
+    Column("reason", Text),
+    Index("ix_commands_target_status_id", "target", "status", "id"),
+    sqlite_autoincrement=True,
+)
