@@ -92,6 +92,12 @@ class BacktestEngine:
         )
         fills: list[OrderFilled] = []
         kernel.fill_listeners.append(fills.append)
+        # a risk engine that can follow the kernel (bus) and the market (bars) is wired in here,
+        # so backtests need no helper strategies for it
+        attach = getattr(self.risk, "attach", None)
+        if callable(attach):
+            attach(kernel)
+        risk_on_bar = getattr(self.risk, "on_bar", None)
         ts_all, sym_col, cols = _timeline(frames)
         n = len(ts_all)
         if n == 0:
@@ -125,7 +131,10 @@ class BacktestEngine:
         # tuple.__new__ straight from zip's tuples: no Python-level call per bar
         bar_iter = map(partial(tuple.__new__, Bar), zip(sym_col, ts_all.tolist(), *(c.tolist() for c in cols), strict=False))
         bar_on = broker.on_bar
-        handlers = {sym: [s.on_bar for s in subs] for sym, subs in subscribers.items()}
+        handlers = {
+            sym: ([risk_on_bar] if callable(risk_on_bar) else []) + [s.on_bar for s in subs]
+            for sym, subs in subscribers.items()
+        }
         single = handlers[symbols[0]] if len(symbols) == 1 and len(handlers[symbols[0]]) == 1 else None
         bar_progress = _progress(n, progress)
         try:

@@ -67,3 +67,17 @@ def test_backtest_orders_on_exchange_holidays_are_denied(sqlite_url):
     denials = [e for e in store.events(result.run_id) if isinstance(e, OrderDenied)]
     assert [pd.Timestamp(d.ts).date().isoformat() for d in denials] == ["2024-07-04", "2024-07-06"]
     assert "2024-07-04 is not an XNYS session" in denials[0].reason
+
+
+def test_backtest_wires_the_risk_engine_without_helper_strategies(store_url):
+    """The backtest feeds each bar to the risk engine and attaches it to the kernel's bus."""
+    risk = RiskEngine({"account": {"max_position": 100, "max_order_notional": "4000"}})
+    store = EventStore(store_url)
+    engine = BacktestEngine(BacktestConfig(initial_cash=100_000), store=store, risk=risk)
+    engine.add_strategy(BuyEveryBar(40, strategy_id="buyer"))  # no price_feed() strategy
+    result = engine.run(daily_bars([100.0, 100.0, 100.0, 100.0, 101.0]))
+    denials = [e for e in store.events(result.run_id) if isinstance(e, OrderDenied)]
+    assert [d.reason.split(":")[0] for d in denials] == ["max_position", "max_position", "max_order_notional"]
+    assert denials[2].reason == "max_order_notional: limit 4000.00, order 4040.00 (XYZ BUY 40 @ MKT (ref 101.00))"
+    assert risk.book.attached
+    assert [s["id"] for s in result.strategies] == ["buyer"]
