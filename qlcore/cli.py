@@ -19,9 +19,11 @@ data_app = typer.Typer(help="Market data: list and check data sets.", no_args_is
 app.add_typer(data_app, name="data")
 
 from qlcore.audit.cli import audit_app  # noqa: E402 - both load their contents on first use
+from qlcore.audit.report_cli import report_app  # noqa: E402
 from qlcore.risk.cli import risk_app  # noqa: E402
 
 app.add_typer(audit_app, name="audit")
+app.add_typer(report_app, name="report")
 app.add_typer(risk_app, name="risk")
 
 ROOT = Path(__file__).resolve().parents[1]
