@@ -43,22 +43,27 @@ class MeanReversion(Strategy):
 
     def on_start(self) -> None:
         self._z = {s: RollingZScore(self.window) for s in self.symbols}
-        self._pending = dict.fromkeys(self.symbols, False)
+        # the order each symbol is waiting on; a denied, cancelled or expired one frees the symbol
+        self._pending: dict[str, str | None] = dict.fromkeys(self.symbols)
 
     def on_bar(self, bar: Bar) -> None:
         z = self._z[bar.symbol].update(bar.close)
-        if z != z or self._pending[bar.symbol]:  # NaN: window not full yet
+        if z != z:  # NaN: window not full yet
             return
+        pending = self._pending[bar.symbol]
+        if pending is not None:
+            if self.kernel.state.orders[pending].is_open:
+                return
+            self._pending[bar.symbol] = None
         held = self.position(bar.symbol) > 0
         if not held and z < -self.entry_z:
-            self._pending[bar.symbol] = True
-            self.buy(self.quantity, bar.symbol)
+            self._pending[bar.symbol] = self.buy(self.quantity, bar.symbol)
         elif held and z > -self.exit_z:
-            self._pending[bar.symbol] = True
-            self.close(bar.symbol)
+            self._pending[bar.symbol] = self.close(bar.symbol)
 
     def on_fill(self, fill: OrderFilled) -> None:
-        self._pending[fill.symbol] = False
+        if not self.kernel.state.orders[fill.order_id].is_open:
+            self._pending[fill.symbol] = None
 
     # --- vectorized form (research) -------------------------------------------------------------
     @classmethod

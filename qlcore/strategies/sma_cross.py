@@ -32,22 +32,28 @@ class SmaCross(Strategy):
     def on_start(self) -> None:
         self._cross = {symbol: SmaCrossover(self.fast, self.slow).update for symbol in self.symbols}
         self._long: dict[str, bool] = dict.fromkeys(self.symbols, False)
-        self._pending: dict[str, bool] = dict.fromkeys(self.symbols, False)
+        # the order each symbol is waiting on; a denied, cancelled or expired one frees the symbol
+        self._pending: dict[str, str | None] = dict.fromkeys(self.symbols)
 
     def on_bar(self, bar: Bar) -> None:
         symbol = bar.symbol
         signal = self._cross[symbol](round(bar.close * SCALE))
-        if not signal or self._pending[symbol]:
+        if not signal:
             return
+        pending = self._pending[symbol]
+        if pending is not None:
+            if self.kernel.state.orders[pending].is_open:
+                return
+            self._pending[symbol] = None
+            self._long[symbol] = self.position(symbol) > 0
         if signal > 0 and not self._long[symbol]:
-            self._pending[symbol] = True
-            self.buy(self.quantity, symbol)
+            self._pending[symbol] = self.buy(self.quantity, symbol)
         elif signal < 0 and self._long[symbol]:
-            self._pending[symbol] = True
-            self.close(symbol)
+            self._pending[symbol] = self.close(symbol)
 
     def on_fill(self, fill: OrderFilled) -> None:
-        self._pending[fill.symbol] = False
+        if not self.kernel.state.orders[fill.order_id].is_open:
+            self._pending[fill.symbol] = None
         self._long[fill.symbol] = self.position(fill.symbol) > 0
 
     # --- vectorized form (research) -------------------------------------------------------------

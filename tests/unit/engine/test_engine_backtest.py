@@ -301,3 +301,27 @@ def test_an_account_wiped_out_still_returns_a_result_with_the_ruin_date():
     assert result.ruined_at == bars(rows).index[3]
     assert result.final_equity == D(1000) - 200 * D(10) + 200 * D("0.5")
     assert result.metrics.end == bars(rows).index[2]
+
+
+class DenyFirst:
+    """Denies the first order it sees, allows the rest."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def check(self, order: Order, state: TradingState) -> str | None:
+        self.seen += 1
+        return "test: first order denied" if self.seen == 1 else None
+
+
+@pytest.mark.parametrize("name, params", [("sma_cross", {"fast": 10, "slow": 40}), ("mean_reversion", {"window": 15})])
+def test_a_denied_order_does_not_stop_a_builtin_strategy_from_trading(name, params):
+    from qlcore.data import load_sample
+    from qlcore.strategies import create_strategy
+
+    eng = BacktestEngine(risk=DenyFirst())
+    eng.add_strategy(create_strategy(name, params))
+    r = eng.run({"IBM": load_sample("IBM")})
+    statuses = r.orders["status"].tolist()
+    assert statuses[0] == "DENIED"
+    assert statuses[1:].count("FILLED") >= 10  # it went on trading at the next signals
