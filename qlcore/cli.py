@@ -26,6 +26,10 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(report_app, name="report")
 app.add_typer(risk_app, name="risk")
 
+from qlcore.ops.cli import register as register_ops  # noqa: E402 - loads its contents on first use
+
+register_ops(app)  # qlcore submit | approve | reject | revoke | submissions
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -99,3 +99,40 @@ commands = Table(
     Index("ix_commands_target_status_id", "target", "status", "id"),
     sqlite_autoincrement=True,
 )
+
+# --- notebook submissions and reviews (qlcore.ops) ------------------------------------------------
+# A submission is one papermill run of one notebook version (code hash) with given parameters.
+# status: running -> succeeded | failed; succeeded -> approved | rejected; approved -> revoked.
+submissions = Table(
+    "submissions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("notebook", Text, nullable=False),
+    Column("code_hash", String(64), nullable=False),
+    Column("params", Text, nullable=False),
+    Column("author", String(128), nullable=False),
+    Column("results", Text),
+    Column("status", String(16), nullable=False),
+    Column("error", Text),
+    Column("output_path", Text, nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Index("ix_submissions_created_at", "created_at"),
+)
+
+# Every review decision on a submission (approved, rejected, revoked), who made it and why.
+submission_reviews = Table(
+    "submission_reviews",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("submission_id", String(32), nullable=False),
+    Column("decision", String(16), nullable=False),
+    Column("reviewer", String(128), nullable=False),
+    Column("job_id", String(128)),
+    Column("cron", String(128)),
+    Column("mode", String(16)),
+    Column("limits", Text),
+    Column("reason", Text),
+    Column("ts", String(32), nullable=False),
+    Index("ix_submission_reviews_submission", "submission_id"),
+    sqlite_autoincrement=True,
+)

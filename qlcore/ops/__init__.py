@@ -1,0 +1,90 @@
+"""Ops: notebook submission, review and approval, schedules as data, the gate before every run.
+
+Names are imported on first use, so that `qlcore --help` stays quick.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from qlcore.ops.notebooks import (
+        NoParametersCellError,
+        NotebookParameters,
+        ParameterError,
+        inspect_notebook,
+        notebook_hash,
+        validate_params,
+    )
+    from qlcore.ops.schedules import (
+        GateRefused,
+        ScheduleRecord,
+        check_gate,
+        read_schedule,
+        validate_cron,
+    )
+    from qlcore.ops.submissions import (
+        ReviewError,
+        Submission,
+        UnknownSubmissionError,
+        approve,
+        get_submission,
+        list_submissions,
+        reject,
+        revoke,
+        submit,
+    )
+
+_EXPORTS = {
+    "NoParametersCellError": "notebooks",
+    "NotebookParameters": "notebooks",
+    "ParameterError": "notebooks",
+    "inspect_notebook": "notebooks",
+    "notebook_hash": "notebooks",
+    "validate_params": "notebooks",
+    "GateRefused": "schedules",
+    "ScheduleRecord": "schedules",
+    "check_gate": "schedules",
+    "read_schedule": "schedules",
+    "validate_cron": "schedules",
+    "ReviewError": "submissions",
+    "Submission": "submissions",
+    "UnknownSubmissionError": "submissions",
+    "approve": "submissions",
+    "get_submission": "submissions",
+    "list_submissions": "submissions",
+    "reject": "submissions",
+    "revoke": "submissions",
+    "submit": "submissions",
+}
+__all__ = [
+    "GateRefused",
+    "NoParametersCellError",
+    "NotebookParameters",
+    "ParameterError",
+    "ReviewError",
+    "ScheduleRecord",
+    "Submission",
+    "UnknownSubmissionError",
+    "approve",
+    "check_gate",
+    "get_submission",
+    "inspect_notebook",
+    "list_submissions",
+    "notebook_hash",
+    "read_schedule",
+    "reject",
+    "revoke",
+    "submit",
+    "validate_cron",
+    "validate_params",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'qlcore.ops' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"qlcore.ops.{module}"), name)
+    globals()[name] = value
+    return value

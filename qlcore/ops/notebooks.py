@@ -1,0 +1,193 @@
+"""What a submitted notebook is: its code hash and its declared parameters, and checks on values for them.
+
+The hash covers the code cells' sources only (line endings normalised), so a reviewer's approval
+survives a markdown edit or a re-run (outputs) but not a change to any code, the parameters
+cell included.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Secrets travel through the environment, never as papermill parameters (they would be written
+# into the output notebook and the submission record).
+SECRET_NAME = re.compile(r"password|passwd|secret|token|api_?key|private_?key|credential", re.IGNORECASE)
+
+
+class ParameterError(ValueError):
+    """A notebook parameter that cannot be used: unknown, of the wrong type, or a secret."""
+
+
+class NoParametersCellError(ValueError):
+    """The notebook has no cell tagged `parameters`, so it cannot be parameterised or reviewed."""
+
+
+@dataclass(frozen=True, slots=True)
+class NotebookParameters:
+    """The parameters a notebook declares: name -> literal default, in the order of the cell."""
+
+    path: Path
+    defaults: dict[str, Any]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.defaults)
+
+
+def _read(path: str | os.PathLike) -> Any:
+    import nbformat
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"notebook not found: {p}")
+    return nbformat.read(os.fspath(p), as_version=4)
+
+
+def _source(cell: Any) -> str:
+    src = cell.get("source", "")
+    text = "".join(src) if isinstance(src, list) else str(src)
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def notebook_hash(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of the notebook's code cells' sources, in order; markdown and outputs excluded."""
+    nb = _read(path)
+    digest = hashlib.sha256()
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        text = _source(cell).encode()
+        # length-prefixed, so moving a line from one cell to the next changes the hash
+        digest.update(f"{len(text)}\n".encode())
+        digest.update(text)
+    return digest.hexdigest()
+
+
+def inspect_notebook(path: str | os.PathLike) -> NotebookParameters:
+    """The parameters declared by the `parameters`-tagged cell (simple assignments of literals)."""
+    nb = _read(path)
+    cells = [c for c in nb.cells if c.get("cell_type") == "code" and "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not cells:
+        raise NoParametersCellError(
+            f"{path}: no code cell tagged 'parameters'; tag the cell that assigns the notebook's parameters "
+            "(JupyterLab: Property Inspector > Cell Tags) so papermill can set them and a reviewer can see them"
+        )
+    try:
+        tree = ast.parse(_source(cells[0]))
+    except SyntaxError as exc:
+        raise NoParametersCellError(f"{path}: the parameters cell is not valid Python: {exc}") from None
+    defaults: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name, value = node.targets[0].id, node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            name, value = node.target.id, node.value
+        else:
+            continue
+        try:
+            defaults[name] = ast.literal_eval(value)
+        except ValueError:
+            raise ParameterError(
+                f"{path}: parameter {name!r} has a default that is not a literal "
+                f"({ast.unparse(value)}); the parameters cell must assign plain values"
+            ) from None
+    return NotebookParameters(Path(path), defaults)
+
+
+def check_not_secret(names: list[str]) -> None:
+    """Refuse parameter names that look like secrets: those belong in the environment."""
+    secret = [n for n in names if SECRET_NAME.search(n)]
+    if secret:
+        raise ParameterError(
+            f"parameter(s) {', '.join(secret)} look like secrets; secrets must not be notebook parameters "
+            "(they would be stored in the output notebook and the submission): read them from the environment"
+        )
+
+
+def validate_params(declared: NotebookParameters, params: Mapping[str, Any]) -> dict[str, Any]:
+    """`params` checked against the declared ones; text values (from the CLI) are converted to the default's type."""
+    check_not_secret(list(params))
+    unknown = sorted(set(params) - set(declared.defaults))
+    if unknown:
+        raise ParameterError(
+            f"unknown parameter(s) {', '.join(unknown)} for {declared.path.name}; "
+            f"valid parameters: {', '.join(declared.names) or '(none declared)'}"
+        )
+    return {name: _coerce(name, value, declared.defaults[name]) for name, value in params.items()}
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    def bad(expected: str) -> ParameterError:
+        return ParameterError(f"parameter {name!r}: {value!r} is not {expected} (the default is {default!r})")
+
+    if default is None:
+        return value
+    text = value.strip() if isinstance(value, str) else None
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if text is not None and text.lower() in _TRUE | _FALSE:
+            return text.lower() in _TRUE
+        raise bad("a boolean")
+    if isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if text is not None:
+            try:
+                return int(text.replace("_", ""))
+            except ValueError:
+                pass
+        raise bad("an integer")
+    if isinstance(default, float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if text is not None:
+            try:
+                return float(text)
+            except ValueError:
+                pass
+        raise bad("a number")
+    if isinstance(default, str):
+        if isinstance(value, str):
+            return value
+        raise bad("text")
+    if isinstance(default, list | tuple):
+        if isinstance(value, list | tuple):
+            return list(value)
+        if text is not None:
+            if text.startswith("["):
+                parsed = _json(text, bad, "a list")
+                if isinstance(parsed, list):
+                    return parsed
+                raise bad("a list")
+            return [part.strip() for part in text.split(",") if part.strip()]
+        raise bad("a list")
+    if isinstance(default, dict):
+        if isinstance(value, Mapping):
+            return dict(value)
+        if text is not None:
+            parsed = _json(text, bad, "a JSON object")
+            if isinstance(parsed, dict):
+                return parsed
+        raise bad("a JSON object")
+    if type(value) is type(default):
+        return value
+    raise bad(f"a {type(default).__name__}")
+
+
+def _json(text: str, bad: Any, expected: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise bad(expected) from None

@@ -1,0 +1,262 @@
+"""Notebook submission and review: code hash, declared parameters, papermill runs, approval, the gate.
+
+Two real kernel runs in this module (one notebook that records a result, the same one told to
+raise); the approval tests reuse the first run's record.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from sqlalchemy import insert
+
+from qlcore.audit.log import AuditLog
+from qlcore.ops.notebooks import (
+    NoParametersCellError,
+    ParameterError,
+    inspect_notebook,
+    notebook_hash,
+    validate_params,
+)
+from qlcore.ops.schedules import (
+    GateRefused,
+    InvalidCronError,
+    check_gate,
+    read_schedule,
+    validate_cron,
+)
+from qlcore.ops.submissions import (
+    ReviewError,
+    Submission,
+    approve,
+    get_submission,
+    list_submissions,
+    reject,
+    revoke,
+    submit,
+)
+from qlcore.store.db import connect
+from qlcore.store.tables import submissions
+
+PARAMS = 'fast = 10\nlabel = "demo"\nrate = 0.5\nsymbols = ["IBM"]\nfail = False\n'
+BODY = (
+    "from qlcore.research.notebook import record\n"
+    "if fail:\n"
+    "    raise RuntimeError('boom: told to fail')\n"
+    "record('results', {'fast': fast, 'double': fast * 2, 'label': label, 'symbols': symbols})\n"
+)
+
+
+def write_notebook(path: Path, *, params: str | None = PARAMS, body: str = BODY, note: str = "# demo") -> Path:
+    cells = [new_markdown_cell(note)]
+    if params is not None:
+        cell = new_code_cell(params)
+        cell.metadata["tags"] = ["parameters"]
+        cells.append(cell)
+    cells.append(new_code_cell(body))
+    nbformat.write(new_notebook(cells=cells), path)
+    return path
+
+
+def edit_cell(path: Path, index: int, source: str) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[index].source = source
+    nbformat.write(nb, path)
+
+
+# --- the notebook: hash and parameters (no kernel) -----------------------------------------------
+def test_markdown_edit_keeps_the_hash_and_any_code_edit_changes_it(tmp_path):
+    nb = write_notebook(tmp_path / "n.ipynb")
+    original = notebook_hash(nb)
+    edit_cell(nb, 0, "# demo, reworded\n\nmore prose")
+    assert notebook_hash(nb) == original
+    raw = nb.read_text().replace("\\n", "\\r\\n")  # the same code with Windows line endings
+    (tmp_path / "crlf.ipynb").write_text(raw)
+    assert notebook_hash(tmp_path / "crlf.ipynb") == original
+    edit_cell(nb, 2, BODY.replace("fast * 2", "fast * 3"))
+    changed = notebook_hash(nb)
+    assert changed != original
+    edit_cell(nb, 1, PARAMS.replace("fast = 10", "fast = 11"))  # the parameters cell counts too
+    assert notebook_hash(nb) not in {original, changed}
+
+
+def test_declared_parameters_are_read_from_the_parameters_cell(tmp_path):
+    declared = inspect_notebook(write_notebook(tmp_path / "n.ipynb"))
+    assert declared.defaults == {"fast": 10, "label": "demo", "rate": 0.5, "symbols": ["IBM"], "fail": False}
+
+
+def test_the_template_notebook_declares_its_parameters():
+    declared = inspect_notebook(Path(__file__).resolve().parents[3] / "notebooks" / "strategies" / "sma_cross.ipynb")
+    assert declared.defaults["fast"] == 10 and declared.defaults["mode"] == "backtest"
+
+
+def test_notebook_without_parameters_cell_is_refused_clearly(tmp_path):
+    nb = write_notebook(tmp_path / "n.ipynb", params=None)
+    with pytest.raises(NoParametersCellError, match="no code cell tagged 'parameters'"):
+        inspect_notebook(nb)
+    with pytest.raises(NoParametersCellError):
+        submit(nb, {}, "alice", db=f"sqlite:///{tmp_path / 'q.db'}", data_dir=tmp_path)
+
+
+def test_unknown_parameter_is_refused_with_the_valid_ones_listed(tmp_path):
+    declared = inspect_notebook(write_notebook(tmp_path / "n.ipynb"))
+    with pytest.raises(ParameterError, match=r"unknown parameter\(s\) slow .*valid parameters: fast, label, rate, symbols, fail"):
+        validate_params(declared, {"slow": 30})
+
+
+def test_parameter_values_must_fit_the_defaults_types(tmp_path):
+    declared = inspect_notebook(write_notebook(tmp_path / "n.ipynb"))
+    got = validate_params(declared, {"fast": "20", "rate": "1", "symbols": "IBM, MSFT", "fail": "true", "label": "x"})
+    assert got == {"fast": 20, "rate": 1.0, "symbols": ["IBM", "MSFT"], "fail": True, "label": "x"}
+    assert validate_params(declared, {"symbols": '["AAPL"]'}) == {"symbols": ["AAPL"]}
+    with pytest.raises(ParameterError, match=r"parameter 'fast': 'ten' is not an integer \(the default is 10\)"):
+        validate_params(declared, {"fast": "ten"})
+    with pytest.raises(ParameterError, match="'fail'"):
+        validate_params(declared, {"fail": 3})
+
+
+def test_secret_looking_parameters_are_refused(tmp_path):
+    nb = write_notebook(tmp_path / "n.ipynb", params=PARAMS + 'api_key = ""\n')
+    declared = inspect_notebook(nb)
+    with pytest.raises(ParameterError, match="api_key look like secrets"):
+        validate_params(declared, {"api_key": "xyz"})
+
+
+def test_invalid_cron_is_named():
+    assert validate_cron("35 15 * * mon-fri") == "35 15 * * mon-fri"
+    with pytest.raises(InvalidCronError, match=r"invalid cron '61 \* \* \* \*'"):
+        validate_cron("61 * * * *")
+    with pytest.raises(InvalidCronError, match="invalid cron 'every day'"):
+        validate_cron("every day")
+
+
+# --- real runs ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def succeeded(tmp_path_factory) -> tuple[Submission, Path]:
+    """One real papermill run of the notebook; the tests below copy its record into their own store."""
+    root = tmp_path_factory.mktemp("run")
+    nb = write_notebook(root / "strategy.ipynb")
+    sub = submit(nb, {"fast": "7", "symbols": "IBM,MSFT"}, "alice", db=f"sqlite:///{root / 'q.db'}", data_dir=root)
+    return sub, nb
+
+
+def fresh(succeeded, tmp_path) -> tuple[Submission, Path, str]:
+    """The succeeded submission copied into this test's store, its notebook copied into `tmp_path`."""
+    sub, nb = succeeded
+    copy = tmp_path / "strategy.ipynb"
+    shutil.copy(nb, copy)
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    row = {f: getattr(sub, f) for f in Submission.__dataclass_fields__}
+    row.update(notebook=str(copy), params=json.dumps(sub.params), results=json.dumps(sub.results))
+    with connect(url).begin() as conn:
+        conn.execute(insert(submissions).values(**row))
+    return replace(sub, notebook=str(copy)), copy, url
+
+
+def test_submit_runs_the_notebook_and_stores_its_results(succeeded):
+    sub, nb = succeeded
+    assert sub.status == "succeeded" and sub.error is None
+    assert sub.code_hash == notebook_hash(nb)
+    assert sub.params == {"fast": 7, "symbols": ["IBM", "MSFT"]}
+    assert sub.results == {"results": {"fast": 7, "double": 14, "label": "demo", "symbols": ["IBM", "MSFT"]}}
+    assert Path(sub.output_path).name == "output.ipynb" and Path(sub.output_path).parent.name == sub.id
+    assert Path(sub.output_path).parent.parent.name == "submissions" and Path(sub.output_path).is_file()
+    store = AuditLog(engine=connect(f"sqlite:///{nb.parent / 'q.db'}"))
+    actions = [(e.actor, e.action) for e in store.entries(subject=sub.subject)]
+    assert actions == [("alice", "submission.started"), ("alice", "submission.succeeded")]
+
+
+def test_failing_notebook_is_stored_as_failed_with_its_error_and_output(tmp_path):
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    nb = write_notebook(tmp_path / "strategy.ipynb")
+    sub = submit(nb, {"fail": True}, "alice", db=url, data_dir=tmp_path)
+    assert sub.status == "failed"
+    assert "RuntimeError" in sub.error and "boom: told to fail" in sub.error
+    saved = nbformat.read(sub.output_path, as_version=4)
+    errors = [o for c in saved.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert errors and errors[0]["evalue"] == "boom: told to fail"
+    assert get_submission(sub.id, db=url) == sub and list_submissions(db=url) == [sub]
+    with pytest.raises(ReviewError, match="is failed: only a succeeded submission can be approved"):
+        approve(sub.id, "bob", "0 16 * * mon-fri", db=url, schedules_dir=tmp_path / "schedules")
+    assert reject(sub.id, "bob", "raises on its own data", db=url).status == "rejected"
+    actions = [e.action for e in AuditLog(url).entries(subject=sub.subject)]
+    assert actions == ["submission.started", "submission.failed", "submission.approve_refused", "submission.rejected"]
+
+
+def test_self_approval_is_refused_unless_allowed(succeeded, tmp_path):
+    sub, _, url = fresh(succeeded, tmp_path)
+    with pytest.raises(ReviewError, match="reviewer 'alice' is the author"):
+        approve(sub.id, "alice", "0 16 * * mon-fri", db=url, schedules_dir=tmp_path / "schedules")
+    assert get_submission(sub.id, db=url).status == "succeeded"
+    record = approve(sub.id, "alice", "0 16 * * mon-fri", allow_self_approval=True, db=url, schedules_dir=tmp_path / "s")
+    assert record.reviewer == "alice"
+    last = AuditLog(url).entries(subject=sub.subject)[-1]
+    assert last.action == "submission.approved" and last.data["self_approved"] is True
+
+
+def test_invalid_cron_is_refused_at_approve_time_and_nothing_is_written(succeeded, tmp_path):
+    sub, _, url = fresh(succeeded, tmp_path)
+    with pytest.raises(InvalidCronError, match="invalid cron '0 25 \\* \\* \\*'"):
+        approve(sub.id, "bob", "0 25 * * *", db=url, schedules_dir=tmp_path / "schedules")
+    assert get_submission(sub.id, db=url).status == "succeeded"
+    assert not (tmp_path / "schedules").exists()
+    refused = AuditLog(url).entries(subject=sub.subject)[-1]
+    assert (refused.actor, refused.action, refused.data["cron"]) == ("bob", "submission.approve_refused", "0 25 * * *")
+
+
+def test_approval_writes_the_schedule_record_and_the_gate_follows_the_hash(succeeded, tmp_path):
+    sub, nb, url = fresh(succeeded, tmp_path)
+    sched = tmp_path / "schedules"
+    record = approve(sub.id, "bob", "35 15 * * mon-fri", limits={"max_drawdown": 0.2}, db=url, schedules_dir=sched)
+    file = sched / "strategy.toml"
+    data = tomllib.loads(file.read_text())
+    assert data["approved_hash"] == sub.code_hash == notebook_hash(nb)
+    assert (data["job_id"], data["version"], data["status"], data["mode"]) == ("strategy", 1, "active", "paper")
+    assert (data["cron"], data["timezone"], data["trading_days_only"], data["concurrency"]) == (
+        "35 15 * * mon-fri", "America/New_York", True, 1)
+    assert data["params"] == {"fast": 7, "symbols": ["IBM", "MSFT"]} and data["limits"] == {"max_drawdown": 0.2}
+    assert (data["reviewer"], data["author"], data["notebook"]) == ("bob", "alice", str(nb))
+    assert read_schedule(file) == record
+    assert get_submission(sub.id, db=url).status == "approved"
+
+    assert check_gate(file) == sub.code_hash
+    edit_cell(nb, 0, "# reworded prose only")
+    assert check_gate(record) == sub.code_hash
+    edit_cell(nb, 2, BODY + "x = 1\n")
+    audit = AuditLog(url)
+    with pytest.raises(GateRefused) as refused:
+        check_gate(file, audit=audit)
+    assert f"approved hash {sub.code_hash}, current hash {notebook_hash(nb)}" in str(refused.value)
+    assert audit.entries(subject="job/strategy")[-1].action == "job.gate_refused"
+
+    gone = revoke("strategy", "carol", "superseded", db=url, schedules_dir=sched)
+    assert (gone.version, gone.status, gone.revoked_by) == (2, "revoked", "carol")
+    assert read_schedule(file) == gone
+    edit_cell(nb, 2, BODY)  # back to the approved code: still refused, the job is revoked
+    with pytest.raises(GateRefused, match="job strategy is revoked"):
+        check_gate(file)
+    assert get_submission(sub.id, db=url).status == "revoked"
+    trail = [(e.actor, e.action) for e in audit.entries(subject=sub.subject)]
+    assert trail == [("bob", "submission.approved"), ("carol", "submission.revoked")]
+
+
+def test_a_submission_can_be_decided_only_once(succeeded, tmp_path):
+    sub, _, url = fresh(succeeded, tmp_path)
+    reject(sub.id, "bob", "needs a longer sample", db=url)
+    with pytest.raises(ReviewError, match="is rejected"):
+        approve(sub.id, "carol", "0 16 * * *", db=url, schedules_dir=tmp_path / "schedules")
+    with pytest.raises(ReviewError, match="needs a reason"):
+        reject(sub.id, "bob", " ", db=url)
+
+
+def test_approval_refuses_a_notebook_changed_since_submission(succeeded, tmp_path):
+    sub, nb, url = fresh(succeeded, tmp_path)
+    edit_cell(nb, 2, BODY + "y = 2\n")
+    with pytest.raises(ReviewError, match=f"submitted hash {sub.code_hash}, current hash {notebook_hash(nb)}"):
+        approve(sub.id, "bob", "0 16 * * *", db=url, schedules_dir=tmp_path / "schedules")
