@@ -33,6 +33,20 @@ register_ops(app)  # qlcore submit | approve | reject | revoke | submissions
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# options shared by the commands that run a strategy on bars (backtest, parity)
+SymbolsOption = Annotated[str | None, typer.Option(help="comma-separated embedded symbols, e.g. AAPL,MSFT")]
+DataFilesOption = Annotated[
+    list[Path] | None, typer.Option("--data-file", "-f", help="CSV or Parquet bar file (repeatable)")
+]
+ParamsOption = Annotated[
+    list[str] | None, typer.Option("--param", "-p", help="strategy parameter NAME=VALUE (repeatable)")
+]
+StartOption = Annotated[str | None, typer.Option(help="first date, e.g. 2005-01-01")]
+EndOption = Annotated[str | None, typer.Option(help="last date")]
+CashOption = Annotated[str, typer.Option(help="initial cash")]
+FeeBpsOption = Annotated[str, typer.Option(help="fee in basis points of notional (10 = 0.1%)")]
+
+
 class UserError(Exception):
     """A problem with what the user asked for: printed as one line, exit code 2."""
 
@@ -63,12 +77,13 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-def _parse_params(items: list[str]) -> dict[str, str]:
+def _parse_params(items: list[str], option: str = "--param") -> dict[str, str]:
+    """NAME=VALUE options as a dict; a malformed one is a `UserError` naming the option."""
     params: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UserError(f"--param {item!r}: expected NAME=VALUE")
+            raise UserError(f"{option} {item!r}: expected NAME=VALUE")
         params[key.strip()] = value.strip()
     return params
 
@@ -99,13 +114,13 @@ def _load_frames(symbols: str | None, data_files: list[Path], start: str | None,
 @app.command()
 def backtest(
     strategy: Annotated[str, typer.Option("--strategy", "-s", help="built-in name (see `qlcore strategies`) or module:Class")],
-    symbols: Annotated[str | None, typer.Option(help="comma-separated embedded symbols, e.g. AAPL,MSFT")] = None,
-    data_file: Annotated[list[Path] | None, typer.Option("--data-file", "-f", help="CSV or Parquet bar file (repeatable)")] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="strategy parameter NAME=VALUE (repeatable)")] = None,
-    start: Annotated[str | None, typer.Option(help="first date, e.g. 2005-01-01")] = None,
-    end: Annotated[str | None, typer.Option(help="last date")] = None,
-    cash: Annotated[str, typer.Option(help="initial cash")] = "100000",
-    fee_bps: Annotated[str, typer.Option(help="fee in basis points of notional (10 = 0.1%)")] = "0",
+    symbols: SymbolsOption = None,
+    data_file: DataFilesOption = None,
+    param: ParamsOption = None,
+    start: StartOption = None,
+    end: EndOption = None,
+    cash: CashOption = "100000",
+    fee_bps: FeeBpsOption = "0",
     min_fee: Annotated[str, typer.Option(help="minimum fee per order")] = "0",
     slippage_bps: Annotated[str, typer.Option(help="slippage in basis points on market and stop fills")] = "0",
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
@@ -296,13 +311,13 @@ def demo(
 @app.command()
 def parity(
     strategy: Annotated[str, typer.Option("--strategy", "-s", help="a strategy with a vectorized form (sma_cross, mean_reversion) or module:Class")],
-    symbols: Annotated[str | None, typer.Option(help="comma-separated embedded symbols, e.g. AAPL,MSFT")] = None,
-    data_file: Annotated[list[Path] | None, typer.Option("--data-file", "-f", help="CSV or Parquet bar file (repeatable)")] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="strategy parameter NAME=VALUE (repeatable)")] = None,
-    start: Annotated[str | None, typer.Option(help="first date, e.g. 2005-01-01")] = None,
-    end: Annotated[str | None, typer.Option(help="last date")] = None,
-    cash: Annotated[str, typer.Option(help="initial cash")] = "100000",
-    fee_bps: Annotated[str, typer.Option(help="fee in basis points of notional (10 = 0.1%)")] = "0",
+    symbols: SymbolsOption = None,
+    data_file: DataFilesOption = None,
+    param: ParamsOption = None,
+    start: StartOption = None,
+    end: EndOption = None,
+    cash: CashOption = "100000",
+    fee_bps: FeeBpsOption = "0",
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Run a strategy through vectorbt and the event-driven engine; exit 1 unless they trade identically."""

@@ -4,8 +4,9 @@ Names are imported on first use, so that `qlcore --help` stays quick.
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from qlcore._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from qlcore.ops.notebooks import (
@@ -81,10 +82,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'qlcore.ops' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"qlcore.ops.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

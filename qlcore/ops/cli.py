@@ -34,18 +34,6 @@ def _user_errors() -> Iterator[None]:
         raise UserError(str(exc)) from None
 
 
-def _pairs(items: list[str], option: str) -> dict[str, str]:
-    from qlcore.cli import UserError
-
-    pairs: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"{option} {item!r}: expected NAME=VALUE")
-        pairs[key.strip()] = value.strip()
-    return pairs
-
-
 def _number_or_text(value: str) -> Any:
     try:
         return json.loads(value)
@@ -64,7 +52,9 @@ def submit_cmd(
     from qlcore.ops.submissions import submit
 
     with _user_errors():
-        sub = submit(notebook, _pairs(param or [], "--param"), author, db=db, timeout_s=timeout)
+        from qlcore.cli import _parse_params  # not at the top: qlcore.cli imports this module
+
+        sub = submit(notebook, _parse_params(param or [], "--param"), author, db=db, timeout_s=timeout)
     ok = sub.status == "succeeded"
     typer.secho(f"submission {sub.id}: {sub.status}", fg=typer.colors.GREEN if ok else typer.colors.RED, bold=True)
     typer.echo(f"  notebook   {sub.notebook}")
@@ -94,10 +84,11 @@ def approve_cmd(
     schedules_dir: SchedulesDir = None,
 ) -> None:
     """Approve a succeeded submission and write its schedule record under schedules/."""
+    from qlcore.cli import _parse_params  # not at the top: qlcore.cli imports this module
     from qlcore.ops.schedules import schedule_path
     from qlcore.ops.submissions import DEFAULT_SCHEDULES_DIR, approve
 
-    limits = {k: _number_or_text(v) for k, v in _pairs(limit or [], "--limit").items()}
+    limits = {k: _number_or_text(v) for k, v in _parse_params(limit or [], "--limit").items()}
     with _user_errors():
         record = approve(submission, reviewer, schedule, mode, limits, allow_self_approval, job_id=job_id,
                          timeout_s=timeout, retries=retries, db=db, schedules_dir=schedules_dir)

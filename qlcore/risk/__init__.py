@@ -6,8 +6,9 @@ that `qlcore risk --help` does not load the trading model.
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from qlcore._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from qlcore.risk.base import Denial, RiskContext, Rule
@@ -50,10 +51,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'qlcore.risk' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"qlcore.risk.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -113,8 +113,8 @@ def test_bad_periods_are_refused(period):
         RollingZScore(1)
 
 
-def test_pandas_rolling_mean_can_disagree_with_exact_means_but_ours_do_not():
-    # a case where float running sums drift; the exact integer sums give the true mean
+def test_sma_running_sum_stays_exact_over_repeated_decimals():
+    # 0.1 + 0.2 + 0.3 repeated: a float running sum drifts, the integer sum is exact
     prices = pd.Series([0.1, 0.2, 0.3] * 1000)
     sma = SMA(3)
     for p in prices:
