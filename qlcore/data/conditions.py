@@ -8,7 +8,7 @@ a regime is left only once the volatility is beyond the bound by ``hysteresis`` 
 10%, normal becomes high above 38.5% and high becomes normal again below 31.5%.
 
 The first classification (once ``window`` returns are known) is reported with ``old=None``.
-The event type is not registered with the store codec.
+The event type lives in `qlcore.events.facts`, registered with the store codec.
 """
 from __future__ import annotations
 
@@ -17,19 +17,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
+from qlcore.events.facts import VolatilityRegimeChanged
 from qlcore.events.types import Event
 from qlcore.model.market import Bar
-
-
-@dataclass(frozen=True, slots=True)
-class VolatilityRegimeChanged(Event):
-    """``symbol`` moved from regime ``old`` (None: first classification) to ``new`` at ``vol``."""
-
-    ts: int
-    symbol: str
-    old: str | None
-    new: str
-    vol: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ A real jump of the price level would otherwise be quarantined forever against th
 ``spike_accept_after`` consecutive spikes the next bar is accepted as the new level, the return
 window restarts, and a `PriceLevelReset` records it.
 
-The event types are not registered with the store codec (``qlcore.events.types.register``).
+The event types live in `qlcore.events.facts`, registered with the store codec.
 """
 from __future__ import annotations
 
@@ -26,90 +26,18 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
-from enum import StrEnum
 
 from qlcore.data.feed import NS_PER_SECOND, Feed, FeedClock
+from qlcore.events.facts import (
+    DataGap,
+    DataQuarantined,
+    FeedResumed,
+    FeedStale,
+    PriceLevelReset,
+    QuarantineKind,
+)
 from qlcore.events.types import Event
 from qlcore.model.market import Bar
-
-
-class QuarantineKind(StrEnum):
-    OUT_OF_ORDER = "out_of_order"
-    DUPLICATE = "duplicate"
-    OHLC = "ohlc"
-    SPIKE = "spike"
-
-
-@dataclass(frozen=True, slots=True)
-class DataQuarantined(Event):
-    """A bar withheld from consumers. ``ts`` is the gate's clock, ``bar_ts`` the bar's own;
-    ``source`` names the feed. The bar's values are fields of their own so the store's JSON codec
-    can carry the event as it is; ``bar`` rebuilds the `Bar`."""
-
-    ts: int
-    symbol: str
-    kind: QuarantineKind
-    reason: str
-    bar_ts: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-    source: str = ""
-
-    @classmethod
-    def of(cls, ts: int, kind: QuarantineKind, reason: str, bar: Bar, source: str = "") -> DataQuarantined:
-        return cls(ts, bar.symbol, kind, reason, *bar[1:], source=source)
-
-    @property
-    def bar(self) -> Bar:
-        return Bar(self.symbol, self.bar_ts, self.open, self.high, self.low, self.close, self.volume)
-
-
-@dataclass(frozen=True, slots=True)
-class DataGap(Event):
-    """``missing`` bars of ``symbol`` between ``last_ts`` and ``next_ts`` never arrived."""
-
-    ts: int
-    symbol: str
-    last_ts: int
-    next_ts: int
-    missing: int
-    source: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class FeedStale(Event):
-    """Nothing from ``symbol`` since ``last_seen`` (gate clock) for longer than ``limit_ns``."""
-
-    ts: int
-    symbol: str
-    last_seen: int
-    limit_ns: int
-    source: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class FeedResumed(Event):
-    """``symbol`` sent again after a `FeedStale`, having been silent ``silent_ns``."""
-
-    ts: int
-    symbol: str
-    silent_ns: int
-    source: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class PriceLevelReset(Event):
-    """After ``spikes`` consecutive spikes, ``close`` was accepted as the new level of ``symbol``."""
-
-    ts: int
-    symbol: str
-    old_close: float
-    close: float
-    spikes: int
-    source: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,12 +150,21 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
-def register(cls: type[Event]) -> type[Event]:
-    """Make an event type known to the codec (used by later packages that add their own events)."""
+# registered types that record a fact and leave trading state as it is: `TradingState` skips them
+UNFOLDED: set[type[Event]] = set()
+
+
+def register(cls: type[Event], *, folded: bool = True) -> type[Event]:
+    """Make an event type known to the codec (used by later packages that add their own events).
+
+    `folded=False` marks a fact that does not change trading state (`TradingState` passes over it).
+    """
     existing = EVENT_TYPES.get(cls.__name__)
     if existing is not None and existing is not cls:
         raise ValueError(f"event type name {cls.__name__!r} is already registered")
     EVENT_TYPES[cls.__name__] = cls
+    if not folded:
+        UNFOLDED.add(cls)
     return cls
 
 
@@ -172,3 +181,6 @@ class RiskLimitsChanged(Event):
 
 
 register(RiskLimitsChanged)
+
+# facts of the other subsystems, registered on import so that every stream decodes
+import qlcore.events.facts  # noqa: E402,F401

@@ -12,6 +12,7 @@ from typing import Any
 
 from qlcore.events.types import (
     ORDER_EVENTS,
+    UNFOLDED,
     AccountFunded,
     Event,
     MarksUpdated,
@@ -64,7 +65,9 @@ class TradingState:
         try:
             handler = self._dispatch[type(event)]
         except KeyError:
-            raise TypeError(f"TradingState cannot apply {type(event).__name__}") from None
+            if type(event) not in UNFOLDED:
+                raise TypeError(f"TradingState cannot apply {type(event).__name__}") from None
+            handler = _ignore
         applied = handler(event)
         if applied:
             self.events_applied += 1

@@ -136,3 +136,19 @@ submission_reviews = Table(
     Index("ix_submission_reviews_submission", "submission_id"),
     sqlite_autoincrement=True,
 )
+
+# --- the engine service (qlcore.engine.service) ---------------------------------------------------
+# One row per engine: its heartbeat (wall-clock ns) and lease, and the read model that the CLI and
+# dashboards show: `snapshot` is JSON (see `qlcore.engine.snapshot`), rewritten about twice a second.
+engine_status = Table(
+    "engine_status",
+    metadata,
+    Column("engine_id", String(64), primary_key=True),
+    Column("pid", Integer, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("heartbeat_at", BigInteger, nullable=False),
+    Column("snapshot", Text, nullable=False),
+)

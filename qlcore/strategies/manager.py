@@ -26,6 +26,12 @@ from enum import StrEnum
 from typing import Any
 
 from qlcore.engine.kernel import Kernel
+from qlcore.events.facts import (
+    StrategyDeployed,
+    StrategyPaused,
+    StrategyResumed,
+    StrategyStopped,
+)
 from qlcore.events.types import Event, OrderFilled
 from qlcore.model.enums import OrderSide, OrderStatus, OrderType
 from qlcore.model.market import Bar
@@ -91,41 +97,6 @@ class InvalidStrategyTransition(ValueError):
             f"allowed: {', '.join(allowed)}"
         )
 
-
-# --- lifecycle events (facts; `details` is canonical JSON) ---------------------------------------
-@dataclass(frozen=True, slots=True)
-class StrategyDeployed(Event):
-    ts: int
-    strategy_id: str
-    actor: str
-    details: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class StrategyPaused(Event):
-    ts: int
-    strategy_id: str
-    actor: str
-    details: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class StrategyResumed(Event):
-    ts: int
-    strategy_id: str
-    actor: str
-    details: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class StrategyStopped(Event):
-    ts: int
-    strategy_id: str
-    actor: str
-    details: str = ""
-
-
-LIFECYCLE_EVENTS: tuple[type[Event], ...] = (StrategyDeployed, StrategyPaused, StrategyResumed, StrategyStopped)
 
 # per-strategy limits a deployment may set; both are absolute quantities per instrument
 LIMIT_KEYS: dict[str, str] = {

@@ -39,6 +39,10 @@ def strategy_for(tp: object) -> st.SearchStrategy:
         return st.integers(min_value=-(2**63), max_value=2**63 - 1)  # what JSON stores natively
     if tp is str:
         return st.text()
+    if tp is bool:
+        return st.booleans()
+    if tp is float:
+        return st.floats(allow_nan=False, allow_infinity=False)  # JSON has no NaN or infinity
     if tp is Decimal:
         return decimals
     if isinstance(tp, type) and issubclass(tp, Enum):
