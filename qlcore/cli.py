@@ -30,6 +30,14 @@ from qlcore.ops.cli import register as register_ops  # noqa: E402 - loads its co
 
 register_ops(app)  # qlcore submit | approve | reject | revoke | submissions
 
+from qlcore.engine.cli import register as register_engine  # noqa: E402
+
+register_engine(app)  # qlcore engine | status | positions | flatten | halt | resume-trading | strategy | order
+
+from qlcore.ui.cli import register as register_ui  # noqa: E402 - loads Panel only when serving
+
+register_ui(app)  # qlcore serve | users
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -1,0 +1,193 @@
+"""What the engine does with each command of the command table.
+
+Every command ends accepted or refused with a reason; both are recorded as a `CommandCompleted`
+event in the log (with the events the action produced) and in the command table. A handler refuses
+by raising `Refused`; any other error from the domain (unknown strategy or parameter, invalid
+lifecycle transition, unknown order) is a refusal too, with the error's own message. The engine
+keeps running whatever a command says.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from qlcore.control.commands import Command
+from qlcore.engine.kernel import OrderError
+from qlcore.engine.status import RUNNING
+from qlcore.model.enums import OrderSide, OrderStatus, OrderType, TimeInForce
+from qlcore.strategies.manager import InvalidStrategyTransition, StrategyState
+from qlcore.strategies.registry import UnknownStrategyError
+
+if TYPE_CHECKING:
+    from qlcore.engine.service import EngineService
+
+log = logging.getLogger("qlcore.engine")
+
+# commands that create exposure wait for a passed reconciliation; the others (halt, cancel, pause…) never wait
+_TRADING = frozenset({"strategy.deploy", "strategy.resume", "order.submit", "flatten"})
+
+
+class Refused(Exception):
+    """The command cannot be carried out; the message is the reason recorded."""
+
+
+class CommandHandlers:
+    def __init__(self, engine: EngineService) -> None:
+        self.engine = engine
+        self._handlers: dict[str, Callable[[Command], str]] = {
+            "strategy.deploy": self.deploy,
+            "strategy.pause": self.pause,
+            "strategy.resume": self.resume,
+            "strategy.stop": self.stop,
+            "order.submit": self.submit_order,
+            "order.cancel": self.cancel_order,
+            "flatten": self.flatten,
+            "halt": self.halt,
+            "resume_trading": self.resume_trading,
+            "limits.set": self.set_limits,
+        }
+
+    def handle(self, command: Command) -> tuple[bool, str]:
+        """Act on one command; return (accepted, reason or result) after recording the outcome."""
+        engine = self.engine
+        try:
+            handler = self._handlers.get(command.kind)
+            if handler is None:
+                raise Refused(f"unknown command kind {command.kind!r}; known: {', '.join(sorted(self._handlers))}")
+            if command.kind in _TRADING and engine.state != RUNNING:
+                raise Refused(f"trading is blocked: engine state is {engine.state} (reconciliation has not passed)")
+            result = handler(command)
+            accepted, reason = True, result
+        except (Refused, OrderError, InvalidStrategyTransition, UnknownStrategyError, KeyError, ValueError, TypeError) as exc:
+            accepted, reason = False, _message(exc)
+        except Exception as exc:  # a bug must not stop the engine; it is recorded and alerted
+            log.exception("command %s (%s) failed", command.id, command.kind)
+            accepted, reason = False, f"internal error: {type(exc).__name__}: {exc}"
+            engine.alert("error", "commands", f"command {command.id} ({command.kind}) failed: {reason}")
+        engine.complete(command.id, command.kind, command.user, accepted, reason)
+        return accepted, reason
+
+    # --- strategies -------------------------------------------------------------------------------
+    def deploy(self, c: Command) -> str:
+        p = c.payload
+        engine = self.engine
+        symbols = p.get("symbols") or list(engine.config.symbols)
+        strategy = engine.manager.deploy(
+            p["strategy"],
+            p.get("params") or {},
+            symbols=symbols,
+            allocation=p.get("capital") or engine.config.default_capital,
+            limits=p.get("limits") or None,
+            strategy_id=p["strategy_id"],
+            actor=c.user,
+        )
+        return f"deployed {strategy.strategy_id} ({p['strategy']}) on {', '.join(symbols)}"
+
+    def pause(self, c: Command) -> str:
+        sid = c.payload["strategy_id"]
+        cancel = bool(c.payload.get("cancel_open_orders", False))
+        self.engine.manager.pause(sid, cancel_open_orders=cancel, actor=c.user)
+        return f"paused {sid}" + (" and cancelled its open orders" if cancel else "")
+
+    def resume(self, c: Command) -> str:
+        sid = c.payload["strategy_id"]
+        self.engine.manager.resume(sid, actor=c.user)
+        return f"resumed {sid}"
+
+    def stop(self, c: Command) -> str:
+        sid = c.payload["strategy_id"]
+        flatten = bool(c.payload.get("flatten", False))
+        orders = self.engine.manager.stop(sid, flatten=flatten, actor=c.user)
+        return f"stopped {sid}" + (f"; flatten orders {', '.join(orders) or 'none'}" if flatten else "")
+
+    # --- orders -----------------------------------------------------------------------------------
+    def submit_order(self, c: Command) -> str:
+        p = c.payload
+        kernel = self.engine.kernel
+        sid = p["strategy_id"]
+        managed = self.engine.manager
+        if sid in managed.strategy_ids and managed.state(sid) is not StrategyState.RUNNING:
+            raise Refused(f"strategy {sid} is {managed.state(sid).value}: it takes no new orders")
+        if p["symbol"] not in kernel.instruments:
+            raise Refused(f"unknown symbol {p['symbol']!r}; known: {', '.join(sorted(kernel.instruments))}")
+        order_id = kernel.submit_order(
+            sid,
+            p["symbol"],
+            OrderSide(p["side"]),
+            p["quantity"],
+            OrderType(p.get("order_type") or OrderType.MARKET),
+            p.get("price"),
+            p.get("trigger_price"),
+            TimeInForce(p.get("time_in_force") or TimeInForce.GTC),
+            tags=f"command:{c.id}",
+        )
+        order = kernel.state.orders[order_id]
+        if order.status is OrderStatus.DENIED:
+            raise Refused(f"order {order_id} denied: {order.reason}")
+        return f"order {order_id} submitted"
+
+    def cancel_order(self, c: Command) -> str:
+        order_id = c.payload["order_id"]
+        self.engine.kernel.cancel_order(order_id)
+        return f"cancel of {order_id} requested"
+
+    def flatten(self, c: Command) -> str:
+        sid, symbol = c.payload.get("strategy_id"), c.payload.get("symbol")
+        kernel = self.engine.kernel
+        if symbol is not None and symbol not in kernel.instruments:
+            raise Refused(f"unknown symbol {symbol!r}; known: {', '.join(sorted(kernel.instruments))}")
+        orders = flatten_positions(self.engine, strategy_id=sid, symbol=symbol)
+        scope = " ".join(x for x in (sid, symbol) if x) or "the whole account"
+        return f"flatten of {scope}: {len(orders)} order(s) {', '.join(orders)}".rstrip()
+
+    # --- risk -------------------------------------------------------------------------------------
+    def halt(self, c: Command) -> str:
+        return self.engine.halt(c.payload["reason"], actor=c.user)
+
+    def resume_trading(self, c: Command) -> str:
+        return self.engine.resume_trading(c.payload.get("reason") or "", actor=c.user)
+
+    def set_limits(self, c: Command) -> str:
+        p = c.payload
+        limits: dict[str, Any] = dict(p["limits"])
+        if p.get("strategy_id"):
+            merged = _merge_strategy_limits(self.engine.risk.config.to_dict(), p["strategy_id"], limits)
+        else:
+            merged = limits
+        self.engine.risk.set_limits(merged, actor=c.user, ts=self.engine.clock.now, reason=p.get("reason") or "")
+        return "limits replaced" + (f" for strategy {p['strategy_id']}" if p.get("strategy_id") else "")
+
+
+def flatten_positions(engine: EngineService, *, strategy_id: str | None = None, symbol: str | None = None) -> list[str]:
+    """Cancel the open orders in scope and send market orders that bring each position in scope to zero."""
+    kernel = engine.kernel
+    for order in kernel.state.open_orders(strategy_id, symbol):
+        if order.status is not OrderStatus.PENDING_CANCEL:
+            kernel.cancel_order(order.order_id)
+    ids = []
+    for (sid, sym), pos in sorted(kernel.state.positions.items()):
+        if pos.quantity == 0 or (strategy_id and sid != strategy_id) or (symbol and sym != symbol):
+            continue
+        side = OrderSide.SELL if pos.quantity > 0 else OrderSide.BUY
+        ids.append(kernel.submit_order(sid, sym, side, abs(pos.quantity), OrderType.MARKET, tags="flatten"))
+    return ids
+
+
+def _merge_strategy_limits(current: dict[str, Any], strategy_id: str, limits: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(current)
+    strategies = dict(merged.get("strategy") or {})
+    section = dict(strategies.get(strategy_id) or {})
+    section.update(limits)
+    strategies[strategy_id] = section
+    merged["strategy"] = strategies
+    return merged
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    return str(exc) or type(exc).__name__
+
+
+__all__ = ["CommandHandlers", "Refused", "flatten_positions"]

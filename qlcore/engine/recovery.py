@@ -1,0 +1,249 @@
+"""Start-up of the engine: rebuild from the event log, then reconcile with the venue.
+
+`rebuild` folds the engine's stream into a fresh `TradingState` (a corrupt or gapped log stops the
+start with `CorruptEventLog`, naming the first bad sequence number), restores the risk limits in
+force, re-deploys the strategies as the lifecycle events left them, and finds where the feed should
+go on (the last bar the log has seen).
+
+`reconcile` then asks the venue about every order the log does not know to be finished, and about
+every fill: whatever the log missed because the engine died between the venue's commit and its own
+(an acknowledgement, fills, a cancel) is applied now, each preceded by a `ReconciliationDifference`
+event that says what differed and what was done. An order the log sent but the venue never received
+(the engine died before the venue committed it) is rejected as such. Finally the net position per
+instrument in the log must equal the venue's; if not, reconciliation fails and trading stays blocked.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from qlcore.events.facts import (
+    LIFECYCLE_EVENTS,
+    CommandCompleted,
+    ReconciliationDifference,
+    ReconciliationPassed,
+    ReconciliationStarted,
+    StrategyDeployed,
+    StrategyDisabled,
+    StrategyPaused,
+    StrategyResumed,
+    StrategyStopped,
+)
+from qlcore.events.types import (
+    Event,
+    MarksUpdated,
+    OrderFilled,
+    OrderInitialized,
+    RiskLimitsChanged,
+)
+from qlcore.execution.contract import VenueStatus
+from qlcore.model.enums import OrderStatus
+from qlcore.model.money import ZERO
+from qlcore.model.state import TradingState
+
+if TYPE_CHECKING:
+    from qlcore.engine.service import EngineService
+
+
+@dataclass
+class Rebuilt:
+    events: int = 0
+    orders: int = 0
+    strategies: int = 0
+    resume_ts: int | None = None
+    completed_commands: dict[int, tuple[bool, str]] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return json.dumps(
+            {"events": self.events, "orders": self.orders, "strategies": self.strategies, "resume_ts": self.resume_ts},
+            sort_keys=True,
+        )
+
+
+def rebuild(engine: EngineService) -> Rebuilt:
+    kernel, manager = engine.kernel, engine.manager
+    state = TradingState()
+    out = Rebuilt()
+    lifecycle: list[Event] = []
+    fills: list[OrderFilled] = []
+    prefix = kernel._prefix
+    last_number = 0
+    last_ts = 0
+    for _seq, event in engine.store.iter_events(engine.config.stream):
+        state.apply(event)
+        out.events += 1
+        t = type(event)
+        ts = event.ts  # type: ignore[attr-defined]
+        if ts > last_ts:
+            last_ts = ts
+        if t is OrderInitialized:
+            out.orders += 1
+            oid = event.order_id  # type: ignore[attr-defined]
+            if oid.startswith(prefix) and oid[len(prefix):].isdigit():
+                last_number = max(last_number, int(oid[len(prefix):]))
+        elif t is OrderFilled:
+            fills.append(event)  # type: ignore[arg-type]
+        elif t is MarksUpdated:
+            out.resume_ts = ts if out.resume_ts is None else max(out.resume_ts, ts)
+        elif t in LIFECYCLE_EVENTS:
+            lifecycle.append(event)
+        elif t is RiskLimitsChanged:
+            engine.risk.apply(event)  # type: ignore[arg-type]
+        elif t is CommandCompleted:
+            out.completed_commands[event.command_id] = (event.accepted, event.reason)  # type: ignore[attr-defined]
+    kernel.state = state
+    kernel._next_order = last_number
+    engine.clock.now = last_ts
+    engine.risk.book.bind(state)
+    for symbol, price in state.marks.items():
+        manager._last_close[symbol] = float(price)
+    out.strategies = _redeploy(engine, lifecycle)
+    for fill in fills:
+        manager._on_fill(fill)
+    manager._apply_pending()
+    _recover_commands(engine, out.completed_commands)
+    return out
+
+
+def _redeploy(engine: EngineService, lifecycle: list[Event]) -> int:
+    """Deploy the strategies again and bring each to its last lifecycle state (nothing is re-recorded:
+    the manager's listeners are attached after the rebuild)."""
+    manager = engine.manager
+    for event in lifecycle:
+        sid = event.strategy_id  # type: ignore[attr-defined]
+        t = type(event)
+        if t is StrategyDeployed:
+            d = json.loads(event.details)  # type: ignore[attr-defined]
+            manager.deploy(
+                d["strategy"],
+                d["params"],
+                symbols=d["symbols"],
+                allocation=d["allocation"],
+                limits=d.get("limits") or None,
+                strategy_id=sid,
+                actor=event.actor,  # type: ignore[attr-defined]
+                start=d.get("start", True),
+            )
+        elif t is StrategyPaused or t is StrategyDisabled:
+            manager.pause(sid, actor=event.actor)  # type: ignore[attr-defined]
+        elif t is StrategyResumed:
+            if json.loads(event.details or "{}").get("first_start"):  # type: ignore[attr-defined]
+                manager.start(sid, actor=event.actor)  # type: ignore[attr-defined]
+            else:
+                manager.resume(sid, actor=event.actor)  # type: ignore[attr-defined]
+        elif t is StrategyStopped:
+            manager.stop(sid, actor=event.actor)  # type: ignore[attr-defined]
+    manager.events.clear()
+    return len(manager.strategy_ids)
+
+
+def _recover_commands(engine: EngineService, completed: dict[int, tuple[bool, str]]) -> None:
+    """Commands this engine took but did not complete in the table: the log says whether they were
+    carried out (complete them with the logged outcome); if not, they are taken again now."""
+    from qlcore.control.commands import PENDING
+    from qlcore.store.tables import commands
+
+    consumer = engine.config.engine_id
+    redo = []
+    for command in engine.queue.in_flight(consumer, target=consumer):
+        outcome = completed.get(command.id)
+        if outcome is not None:
+            engine.queue.complete(command.id, outcome[0], outcome[1], consumer=consumer)
+        else:
+            redo.append(command.id)
+    if redo:
+        from sqlalchemy import update
+
+        with engine.db.begin() as conn:
+            conn.execute(
+                update(commands).where(commands.c.id.in_(redo)).values(status=PENDING, consumer=None, ts_taken=None)
+            )
+
+
+# --- reconciliation ---------------------------------------------------------------------------------
+@dataclass
+class Reconciliation:
+    checked: int = 0
+    differences: list[ReconciliationDifference] = field(default_factory=list)
+    position_breaks: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.position_breaks
+
+    def summary(self) -> str:
+        if self.passed:
+            return f"reconciliation passed: {self.checked} orders checked, {len(self.differences)} differences resolved"
+        breaks = "; ".join(f"{s}: log {a} venue {b}" for s, (a, b) in sorted(self.position_breaks.items()))
+        return f"reconciliation FAILED, positions differ ({breaks}); trading is blocked"
+
+
+def reconcile(engine: EngineService) -> Reconciliation:
+    kernel, venue = engine.kernel, engine.venue
+    state = kernel.state
+    out = Reconciliation()
+    open_orders = [o for o in state.orders.values() if o.status.is_open]
+    kernel.emit(ReconciliationStarted(engine.clock.now, venue.venue, len(open_orders)))
+
+    def differ(kind: str, order_id: str, detail: str, resolution: str) -> None:
+        event = ReconciliationDifference(engine.clock.now, kind, order_id, detail, resolution)
+        out.differences.append(event)
+        kernel.emit(event)
+
+    known_trades = {t for o in state.orders.values() for t in o.trade_ids}
+    missing = defaultdict(list)
+    for fill in venue.fills(after_trade_ids=known_trades):
+        missing[fill.client_order_id].append(fill)
+    to_check = {o.order_id for o in open_orders} | set(missing)
+    for order_id in sorted(to_check):
+        out.checked += 1
+        order = state.orders.get(order_id)
+        answer = venue.query(order_id)
+        if order is None:  # cannot happen with a write-ahead log; say so loudly if it does
+            differ("unknown_order", order_id, f"venue has {answer.status.value}, the log has no such order", "cancel at venue")
+            venue.cancel(order_id)
+            continue
+        if answer.status is VenueStatus.UNKNOWN:
+            differ("not_at_venue", order_id, f"log {order.status.value}, venue never received it", "rejected")
+            kernel.on_rejected(order_id, "reconciliation: the venue never received the order")
+            continue
+        if order.status is OrderStatus.SUBMITTED and answer.status is not VenueStatus.REJECTED:
+            differ("missing_ack", order_id, f"venue {answer.status.value}", "accepted")
+            kernel.on_accepted(order_id, answer.venue_order_id)
+        for fill in missing.get(order_id, ()):
+            differ("missing_fill", order_id, f"trade {fill.trade_id}: {fill.side} {fill.quantity} @ {fill.price}", "applied")
+            kernel.on_filled(order_id, fill.trade_id, fill.quantity, fill.price, fill.fee)
+        order = state.orders[order_id]
+        if not order.status.is_open:
+            continue
+        final = {
+            VenueStatus.CANCELED: kernel.on_canceled,
+            VenueStatus.REJECTED: kernel.on_rejected,
+        }.get(answer.status)
+        if final is not None:
+            differ("missing_final", order_id, f"venue {answer.status.value}", answer.status.value.lower())
+            final(order_id, answer.reason or f"reconciliation: {answer.status.value.lower()} at the venue")
+        elif answer.status is VenueStatus.EXPIRED:
+            differ("missing_final", order_id, "venue EXPIRED", "expired")
+            kernel.on_expired(order_id)
+        elif order.status is OrderStatus.PENDING_CANCEL and answer.status in (
+            VenueStatus.WORKING,
+            VenueStatus.PARTIALLY_FILLED,
+        ):
+            differ("cancel_lost", order_id, "cancel requested, the venue still works the order", "cancel sent again")
+            venue.cancel(order_id)
+    theirs = venue.positions()
+    ours: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for (_sid, symbol), pos in state.positions.items():
+        ours[symbol] += pos.quantity
+    for symbol in sorted(set(ours) | set(theirs)):
+        a, b = ours.get(symbol, ZERO), theirs.get(symbol, ZERO)
+        if a != b:
+            out.position_breaks[symbol] = (a, b)
+            differ("position", "", f"{symbol}: log {a}, venue {b}", "trading blocked")
+    if out.passed:
+        kernel.emit(ReconciliationPassed(engine.clock.now, venue.venue, out.checked, len(out.differences)))
+    return out

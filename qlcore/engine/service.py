@@ -1,0 +1,486 @@
+"""The engine as a service: the backtest kernel run in paper mode, on a feed, driven by commands.
+
+One loop, one thread, one writer of trading state. Each turn:
+
+1. take commands from the command table and act on them (`qlcore.engine.handlers`);
+2. poll the feed through the ingestion gate; each good bar goes to the venue (matching), the risk
+   engine, and the strategy manager (which hands it to the running strategies);
+3. commit the event log (`StreamWriter.flush`): every order the strategies or commands created is
+   durable *before* the venue may hold it;
+4. flush the venue: it commits its own ledger, then reports acknowledgements and fills, which
+   become events; commit the log again;
+5. complete the commands in the command table; renew the heartbeat and the status snapshot.
+
+A crash anywhere loses nothing that matters: an order is in the log before the venue can hold it,
+and a venue report the log missed is found by reconciliation at the next start (`qlcore.engine.recovery`),
+which also runs before any trading: rebuild the state from the log, reconcile with the venue, and
+only then take commands and bars.
+
+Time: paper mode runs on market time. The kernel's clock is the time of the last bar from the feed,
+which replays real data (or a synthetic stream) at `speed` steps per wall second: 1 step per second
+of 1-second bars is real time, 20 steps per second of daily bars is an accelerated clock.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from qlcore.brokers.paper import PaperVenue
+from qlcore.brokers.simulated import FillModel
+from qlcore.control.commands import CommandQueue
+from qlcore.data.feed import Feed, ReplayFeed, SyntheticIntradayFeed
+from qlcore.data.quality import IngestionGate, QualityConfig
+from qlcore.engine.clock import BacktestClock
+from qlcore.engine.kernel import Kernel
+from qlcore.engine.status import BLOCKED, RECONCILING, RUNNING, STOPPED, STOPPING, EngineLease
+from qlcore.events.facts import (
+    CommandCompleted,
+    DataQuarantined,
+    EngineStarted,
+    EngineStopped,
+    FeedResumed,
+    FeedStale,
+)
+from qlcore.events.store import EventStore
+from qlcore.events.types import AccountFunded, Event, MarksUpdated, OrderFilled
+from qlcore.execution.client import ExecutionClient
+from qlcore.execution.policy import ExecutionConfig
+from qlcore.model.instruments import Instrument
+from qlcore.model.market import Bar
+from qlcore.model.money import to_decimal
+from qlcore.risk.config import RiskConfig
+from qlcore.risk.engine import RiskEngine
+from qlcore.store.db import connect, project_data_dir, resolve_url
+from qlcore.strategies.manager import StrategyManager
+
+log = logging.getLogger("qlcore.engine")
+
+NS = 1_000_000_000
+FEEDS = ("replay", "synthetic")
+DEMO_STRATEGIES: tuple[dict[str, Any], ...] = (
+    {"strategy_id": "demo-sma-aapl", "strategy": "sma_cross", "params": {"fast": 10, "slow": 30}, "symbols": ["AAPL"]},
+    {"strategy_id": "demo-sma-msft", "strategy": "sma_cross", "params": {"fast": 5, "slow": 20}, "symbols": ["MSFT"]},
+    {"strategy_id": "demo-meanrev-ibm", "strategy": "mean_reversion", "params": {}, "symbols": ["IBM"]},
+)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Everything `qlcore engine` can be told. Paths default under the project's data folder."""
+
+    engine_id: str = "engine"  # also the target of its commands in the command table
+    url: str | None = None
+    venue_path: Path | None = None
+    feed: str = "replay"
+    symbols: tuple[str, ...] = ("AAPL", "GOOG", "IBM", "MSFT")
+    speed: float = 20.0  # feed steps per wall second
+    start: str | None = None  # first date of the replayed data
+    seed: int = 0  # synthetic feed
+    initial_cash: Decimal = Decimal(1_000_000)
+    default_capital: Decimal = Decimal(100_000)
+    risk_config: Path | None = None
+    latency_ms: float = 0.0
+    participation: float = 1.0
+    fee_bps: Decimal = Decimal(0)
+    slippage_bps: Decimal = Decimal(0)
+    reject_symbols: frozenset[str] = frozenset()
+    poll_interval_s: float = 0.005  # idle sleep of the loop
+    command_poll_s: float = 0.01  # how often the command table is read (a command waits at most this)
+    heartbeat_s: float = 0.5
+    demo: bool = False
+    exit_when_done: bool = False  # stop when the feed is exhausted and no command is pending
+    max_steps: int | None = None  # stop after this many feed steps (tests)
+
+    def __post_init__(self) -> None:
+        if self.feed not in FEEDS:
+            raise ValueError(f"unknown feed {self.feed!r}; choose one of {', '.join(FEEDS)}")
+        if not self.speed > 0:
+            raise ValueError(f"speed must be > 0 feed steps per second, got {self.speed}")
+        if not self.symbols:
+            raise ValueError("the engine needs at least one symbol")
+
+    @property
+    def resolved_url(self) -> str:
+        return resolve_url(self.url)
+
+    @property
+    def resolved_venue_path(self) -> Path:
+        return self.venue_path or project_data_dir() / f"paper-venue-{self.engine_id}.sqlite"
+
+    @property
+    def stream(self) -> str:
+        return f"engine-{self.engine_id}"
+
+
+@dataclass
+class _Counters:
+    steps: int = 0
+    bars: int = 0
+    commands: int = 0
+    last_command_id: int = 0
+    started_wall: float = field(default_factory=time.monotonic)
+
+
+class EngineService:
+    """Build with a config, then `run()` (blocking) until `stop()` or a signal."""
+
+    def __init__(self, config: EngineConfig, *, feed: Feed | None = None) -> None:
+        self.config = config
+        self.url = config.resolved_url
+        self.db = connect(self.url)
+        self.store = EventStore(engine=self.db)
+        self.queue = CommandQueue(engine=self.db)
+        self.lease = EngineLease(self.db, config.engine_id, "paper")
+        self.instruments = {s: Instrument(s) for s in config.symbols}
+        self.clock = BacktestClock(0)
+        self.venue = PaperVenue(
+            config.resolved_venue_path,
+            fill_model=FillModel(config.fee_bps, Decimal(0), config.slippage_bps),
+            latency_ms=config.latency_ms,
+            participation=config.participation,
+            reject_symbols=frozenset(config.reject_symbols),
+            seed=config.seed,
+            instruments=self.instruments,
+        )
+        self.writer = self.store.writer(config.stream, batch_size=10_000_000)  # commits only where the loop says
+        self.client = ExecutionClient(
+            self.venue, clock=self.clock, record=self._emit_fact, config=ExecutionConfig(), sleep=time.sleep
+        )
+        self.risk = RiskEngine(RiskConfig.from_toml(config.risk_config) if config.risk_config else None)
+        self.kernel = Kernel(
+            clock=self.clock,
+            broker=self.client,
+            instruments=self.instruments,
+            writer=self.writer,
+            risk=self.risk,
+            order_id_prefix=f"{config.engine_id}-",
+        )
+        self.risk.attach(self.kernel)
+        self.manager = StrategyManager(self.kernel)
+        self.gate = IngestionGate(
+            QualityConfig(interval_ns=None if config.feed == "replay" else NS, stale_after_seconds=None, source=config.feed),
+            _MarketClock(self.clock),
+            sink=self._emit_fact,
+            symbols=config.symbols,
+        )
+        self._feed = feed
+        self.feed: Feed | None = None
+        self.state = RECONCILING
+        self.counters = _Counters()
+        self.alerts: list[dict[str, Any]] = []
+        self.equity_curve: list[tuple[int, str]] = []
+        self._stop = threading.Event()
+        self._stop_reason = "stopped"
+        self._last_beat = 0.0
+        self._last_take = 0.0
+        self._last_marks: dict[str, Decimal] = {}
+        self.resume_ts: int | None = None
+        self.reconciliation: Any = None
+        self.recent_fills: list[OrderFilled] = []
+        self.quarantined = 0
+        self.stale_symbols: set[str] = set()
+        self.kernel.fill_listeners.append(self._on_fill)
+        self._account_mode = ("ACTIVE", "")
+        from qlcore.engine.handlers import CommandHandlers
+
+        self.handlers = CommandHandlers(self)
+
+    # --- events ------------------------------------------------------------------------------------
+    def _emit_fact(self, event: Event) -> None:
+        t = type(event)
+        if t is DataQuarantined:
+            self.quarantined += 1
+        elif t is FeedStale:
+            self.stale_symbols.add(event.symbol)  # type: ignore[attr-defined]
+        elif t is FeedResumed:
+            self.stale_symbols.discard(event.symbol)  # type: ignore[attr-defined]
+        self.kernel.emit(event)
+
+    def _on_fill(self, fill: OrderFilled) -> None:
+        self.recent_fills.append(fill)
+        if len(self.recent_fills) > 400:
+            del self.recent_fills[:-200]
+
+    def alert(self, level: str, source: str, message: str) -> None:
+        self.alerts.append({"ts": time.time_ns(), "level": level, "source": source, "message": message})
+        del self.alerts[:-100]
+        log.warning("%s: %s", source, message) if level != "info" else log.info("%s: %s", source, message)
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Claim the engine id, rebuild from the log, reconcile with the venue; then trading may start."""
+        from qlcore.engine.recovery import rebuild, reconcile
+
+        self.lease.acquire()
+        self.lease.beat(RECONCILING)
+        rebuilt = rebuild(self)
+        self.resume_ts = rebuilt.resume_ts
+        fresh = rebuilt.events == 0
+        self.kernel.emit(EngineStarted(self.clock.now, self.config.engine_id, "paper", _pid(), rebuilt.describe()))
+        if fresh:
+            self.kernel.emit(AccountFunded(self.clock.now, "main", self.config.initial_cash))
+        self.manager.event_listeners.append(self.writer.append)  # lifecycle events from now on go to the log
+        self.reconciliation = reconcile(self)
+        self.writer.flush()
+        if self.reconciliation.passed:
+            self.state = RUNNING
+        else:
+            self.state = BLOCKED
+            self.alert("error", "reconciliation", self.reconciliation.summary())
+        if fresh and self.config.demo:
+            self._deploy_demo()
+        self.feed = self._feed or self._make_feed()
+        self.feed.start()
+        self._beat(force=True)
+
+    def _deploy_demo(self) -> None:
+        for spec in DEMO_STRATEGIES:
+            if all(s in self.instruments for s in spec["symbols"]):
+                self.manager.deploy(
+                    spec["strategy"],
+                    spec["params"],
+                    symbols=spec["symbols"],
+                    allocation=self.config.default_capital,
+                    strategy_id=spec["strategy_id"],
+                    actor="engine:demo",
+                )
+        self.writer.flush()
+
+    def _make_feed(self) -> Feed:
+        cfg = self.config
+        step = 1.0 / cfg.speed
+        if cfg.feed == "replay":
+            import pandas as pd
+
+            start: Any = cfg.start
+            if self.resume_ts is not None:  # go on after the last bar the log has seen
+                start = pd.Timestamp(self.resume_ts + 1)
+            return ReplayFeed.from_sample(cfg.symbols, step_seconds=step, start=start)
+        feed = SyntheticIntradayFeed.from_sample(cfg.symbols, seed=cfg.seed, step_seconds=step)
+        if self.resume_ts is None:
+            return feed
+        # the walk is deterministic: replay its steps up to the last one the log has seen at once
+        done_steps = max((self.resume_ts - feed.start_ts) // feed.interval_ns + 1, 0)
+        feed.clock = _AheadClock(round(done_steps * step * NS))
+        return _SkipUntil(feed, self.resume_ts)
+
+    def stop(self, reason: str = "stopped") -> None:
+        self._stop_reason = reason
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, _frame: Any) -> None:
+            self.stop(f"signal {signal.Signals(signum).name}")
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+    def run(self) -> None:
+        """Start (unless started) and loop until stopped; always leaves the log and venue committed."""
+        if self.feed is None:
+            self.start()
+        try:
+            while not self._stop.is_set():
+                busy = self.step()
+                if self._done():
+                    self.stop("feed exhausted")
+                elif not busy:
+                    time.sleep(self.config.poll_interval_s)
+        finally:
+            self.shutdown()
+
+    def _done(self) -> bool:
+        cfg = self.config
+        if cfg.max_steps is not None and self.counters.steps >= cfg.max_steps:
+            return True
+        if not (cfg.exit_when_done and self.feed is not None and self.feed.exhausted):
+            return False
+        return not self.queue.pending(cfg.engine_id, limit=1)
+
+    def shutdown(self) -> None:
+        self.state = STOPPING
+        try:
+            self.writer.flush()
+            self.venue.flush()
+            self.writer.flush()
+            self.manager.sample()
+            self.kernel.emit(EngineStopped(self.clock.now, self.config.engine_id, self._stop_reason))
+            self.writer.flush()
+        finally:
+            self.state = STOPPED
+            self._beat(force=True)
+            if self.feed is not None:
+                self.feed.stop()
+            self.venue.close()
+
+    # --- one turn of the loop ---------------------------------------------------------------------
+    def step(self) -> bool:
+        """One turn; True if it did anything (commands, bars or venue reports)."""
+        commands = []
+        now = time.monotonic()
+        if now - self._last_take >= self.config.command_poll_s:
+            self._last_take = now
+            commands = self.queue.take(self.config.engine_id, target=self.config.engine_id, limit=500)
+        outcomes = [self.handlers.handle(c) for c in commands]
+        bars = self._poll_bars()
+        self.client.poll()
+        before = self.kernel.events_emitted
+        self.writer.flush()  # orders durable before the venue may hold them
+        self.venue.advance_to(self.clock.now)
+        self.venue.flush()  # the venue commits, then reports: acknowledgements, fills
+        self.writer.flush()
+        for command, (accepted, reason) in zip(commands, outcomes, strict=True):
+            self.queue.complete(command.id, accepted, reason, consumer=self.config.engine_id)
+        self._beat()
+        return bool(commands or bars or self.kernel.events_emitted != before)
+
+    def complete(self, command_id: int, kind: str, user: str, accepted: bool, reason: str) -> None:
+        """Record a command's outcome in the log (with the events its action produced)."""
+        self.counters.commands += 1
+        self.counters.last_command_id = max(self.counters.last_command_id, command_id)
+        self.kernel.emit(CommandCompleted(self.clock.now, command_id, kind, user, accepted, reason))
+
+    def _poll_bars(self) -> int:
+        if self.feed is None or self.state != RUNNING:
+            return 0
+        bars = self.gate.poll(self.feed)
+        if not bars:
+            return 0
+        step_ts = None
+        step_marks: dict[str, Decimal] = {}
+        for bar in bars:
+            if bar.ts != step_ts:
+                if step_marks:
+                    self._close_step(step_ts, step_marks)  # type: ignore[arg-type]
+                    step_marks = {}
+                step_ts = bar.ts
+            self.on_bar(bar)
+            step_marks[bar.symbol] = to_decimal(bar.close)
+        self._close_step(step_ts, step_marks)  # type: ignore[arg-type]
+        return len(bars)
+
+    def on_bar(self, bar: Bar) -> None:
+        if bar.ts > self.clock.now:
+            self.clock.now = bar.ts
+        self.counters.bars += 1
+        self.client.on_bar(bar)  # the venue matches working orders first (fills at this bar's prices)
+        self.risk.on_bar(bar)
+        self.manager.on_bar(bar)
+
+    def _close_step(self, ts: int, marks: dict[str, Decimal]) -> None:
+        self.counters.steps += 1
+        self._last_marks.update(marks)
+        self.kernel.emit(MarksUpdated(ts, tuple(sorted(marks.items()))))
+        if self.counters.steps % 5 == 0 or not self.equity_curve:
+            self.equity_curve.append((ts, str(self.kernel.state.equity())))
+            del self.equity_curve[:-500]
+
+    # --- risk modes and the kill switch ------------------------------------------------------------
+    def trading_mode(self) -> tuple[str, str]:
+        return self._account_mode
+
+    def strategy_mode(self, strategy_id: str) -> str:
+        return self._account_mode[0]
+
+    def limit_utilisation(self) -> list[dict[str, Any]]:
+        return []
+
+    def halt(self, reason: str, *, actor: str) -> str:
+        from qlcore.engine.handlers import flatten_positions
+
+        canceled = [o.order_id for o in self.kernel.state.open_orders() if o.status.is_open]
+        flatten_positions(self, strategy_id=None, symbol="\0none")
+        self._account_mode = ("HALTED", f"{reason} (by {actor})")
+        return f"halted: {len(canceled)} cancel(s) requested"
+
+    def resume_trading(self, reason: str, *, actor: str) -> str:
+        self._account_mode = ("ACTIVE", reason)
+        return "trading resumed"
+
+    def _beat(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_beat < self.config.heartbeat_s:
+            return
+        self._last_beat = now
+        from qlcore.engine.snapshot import build_snapshot
+
+        self.lease.beat(self.state, build_snapshot(self))
+
+
+class _MarketClock:
+    """The gate's view of time: the engine's market clock (so staleness and gaps use bar time)."""
+
+    def __init__(self, clock: BacktestClock) -> None:
+        self._clock = clock
+
+    @property
+    def now(self) -> int:
+        return self._clock.now
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class _AheadClock:
+    """Wall time shifted forward, so that a paced feed releases its first `ahead_ns` at once."""
+
+    def __init__(self, ahead_ns: int) -> None:
+        self.ahead_ns = ahead_ns
+
+    @property
+    def now(self) -> int:
+        return time.time_ns() + self.ahead_ns
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class _SkipUntil:
+    """A feed without the bars at or before `ts` (a restarted engine goes on after its last bar)."""
+
+    def __init__(self, inner: Feed, ts: int) -> None:
+        self.inner = inner
+        self.ts = ts
+
+    def start(self) -> None:
+        self.inner.start()
+
+    def stop(self) -> None:
+        self.inner.stop()
+
+    def poll(self) -> list[Bar]:
+        return [b for b in self.inner.poll() if b.ts > self.ts]
+
+    def __iter__(self) -> Iterator[Bar]:
+        return (b for b in self.inner if b.ts > self.ts)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.inner.exhausted
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def run_engine(config: EngineConfig, *, on_ready: Callable[[EngineService], None] | None = None) -> EngineService:
+    """Build, start and run an engine in this thread with signal handling (the `qlcore engine` command)."""
+    service = EngineService(config)
+    service.install_signal_handlers()
+    service.start()
+    if on_ready is not None:
+        on_ready(service)
+    service.run()
+    return service
+
+
+__all__ = ["DEMO_STRATEGIES", "EngineConfig", "EngineService", "replace", "run_engine"]

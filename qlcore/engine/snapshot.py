@@ -1,0 +1,163 @@
+"""The engine's read model: one JSON document that the CLI and the dashboards show.
+
+Written to `engine_status.snapshot` with each heartbeat. Money is a string of the exact `Decimal`;
+timestamps are integer nanoseconds (`clock_ts` market time, `updated_at` wall time). Keys:
+engine_id, mode, state, pid, clock_ts, updated_at, account, equity_curve, strategies, positions,
+orders, fills, risk, alerts, feed, broker, commands, reconciliation.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from qlcore.model.money import ZERO, canonical
+
+if TYPE_CHECKING:
+    from qlcore.engine.service import EngineService
+
+RECENT = 200
+
+
+def _money(value: Decimal) -> str:
+    return canonical(value.quantize(Decimal("0.01")) if value.as_tuple().exponent < -2 else value)  # type: ignore[operator]
+
+
+def _ratio(value: float) -> float | None:
+    return None if math.isnan(value) or math.isinf(value) else round(value, 6)
+
+
+def build_snapshot(engine: EngineService) -> dict[str, Any]:
+    kernel = engine.kernel
+    state = kernel.state
+    marks = state.marks
+    positions = []
+    gross = net = unrealized = realized = ZERO
+    for (sid, symbol), pos in sorted(state.positions.items()):
+        mark = marks.get(symbol)
+        upnl = pos.unrealized_pnl(mark) if (mark is not None and pos.quantity) else ZERO
+        value = pos.market_value(mark) if mark is not None else ZERO
+        gross += abs(value)
+        net += value
+        unrealized += upnl
+        realized += pos.realized_pnl
+        if pos.quantity or pos.realized_pnl:
+            avg = pos.avg_price
+            positions.append(
+                {
+                    "strategy_id": sid,
+                    "symbol": symbol,
+                    "quantity": canonical(pos.quantity),
+                    "avg_price": None if avg is None else _money(avg),
+                    "mark": None if mark is None else canonical(mark),
+                    "market_value": _money(value),
+                    "unrealized_pnl": _money(upnl),
+                    "realized_pnl": _money(pos.realized_pnl),
+                }
+            )
+    equity = state.equity()
+    first_equity = Decimal(engine.equity_curve[0][1]) if engine.equity_curve else equity
+    account_mode = engine.trading_mode()
+    account = {
+        "mode": account_mode[0],
+        "mode_reason": account_mode[1],
+        "cash": _money(state.cash),
+        "equity": _money(equity),
+        "realized_pnl": _money(realized),
+        "unrealized_pnl": _money(unrealized),
+        "fees": _money(state.fees),
+        "pnl_today": _money(equity - first_equity),
+        "gross_exposure": _money(gross),
+        "net_exposure": _money(net),
+        "buying_power": _money(max(equity - gross, ZERO)),
+    }
+    manager = engine.manager
+    strategies = []
+    open_by_strategy: dict[str, int] = {}
+    open_orders = [o for o in state.orders.values() if o.status.is_open]
+    for o in open_orders:
+        open_by_strategy[o.strategy_id] = open_by_strategy.get(o.strategy_id, 0) + 1
+    for sid in manager.strategy_ids:
+        st = manager.stats(sid)
+        record = manager._records[sid]
+        strategies.append(
+            {
+                "strategy_id": sid,
+                "strategy": record.name,
+                "state": st.state.value,
+                "mode": engine.strategy_mode(sid),
+                "symbols": list(record.symbols),
+                "capital": _money(st.allocation),
+                "pnl": _money(st.pnl),
+                "exposure": _money(st.gross_exposure),
+                "trades": st.trade_count,
+                "sharpe": _ratio(st.sharpe),
+                "max_drawdown": _ratio(st.max_drawdown),
+                "open_orders": open_by_strategy.get(sid, 0),
+            }
+        )
+    orders = sorted(state.orders.values(), key=lambda o: o.ts_last)
+    shown = {o.order_id: o for o in orders[-RECENT:]}
+    shown.update({o.order_id: o for o in open_orders})
+    order_rows = [
+        {
+            "order_id": o.order_id,
+            "strategy_id": o.strategy_id,
+            "symbol": o.symbol,
+            "side": o.side.value,
+            "order_type": o.order_type.value,
+            "quantity": canonical(o.quantity),
+            "filled": canonical(o.filled_quantity),
+            "price": None if o.price is None else canonical(o.price),
+            "status": o.status.value,
+            "reason": getattr(o, "reason", "") or "",
+            "ts": o.ts_last,
+        }
+        for o in sorted(shown.values(), key=lambda o: o.ts_last, reverse=True)
+    ]
+    fills = [
+        {
+            "trade_id": f.trade_id,
+            "order_id": f.order_id,
+            "strategy_id": f.strategy_id,
+            "symbol": f.symbol,
+            "side": f.side.value,
+            "quantity": canonical(f.quantity),
+            "price": canonical(f.price),
+            "fee": canonical(f.fee),
+            "ts": f.ts,
+        }
+        for f in reversed(engine.recent_fills)
+    ]
+    counters = engine.counters
+    rec = engine.reconciliation
+    return {
+        "engine_id": engine.config.engine_id,
+        "mode": "paper",
+        "state": engine.state,
+        "pid": os.getpid(),
+        "clock_ts": engine.clock.now,
+        "updated_at": time.time_ns(),
+        "account": account,
+        "equity_curve": [[ts, value] for ts, value in engine.equity_curve],
+        "strategies": strategies,
+        "positions": positions,
+        "orders": order_rows,
+        "fills": fills,
+        "risk": {"limits": engine.limit_utilisation(), "denials": dict(engine.risk.denials)},
+        "alerts": list(reversed(engine.alerts)),
+        "feed": {
+            "source": engine.config.feed,
+            "last_bar_ts": engine.clock.now,
+            "bars": counters.bars,
+            "steps": counters.steps,
+            "quarantined": engine.quarantined,
+            "stale": sorted(engine.stale_symbols),
+            "exhausted": bool(engine.feed is not None and engine.feed.exhausted),
+        },
+        "broker": {"venue": engine.venue.venue, "connected": True, "working_orders": engine.venue.working_count},
+        "commands": {"last_id": counters.last_command_id, "processed": counters.commands},
+        "reconciliation": None if rec is None else {"passed": rec.passed, "summary": rec.summary()},
+    }
