@@ -88,6 +88,8 @@ SCHEMAS: dict[str, dict[str, FieldSpec]] = {
         "symbols": _opt("list[str]"),
         "capital": _opt("decimal"),
         "limits": _opt("dict"),
+        "job_id": _opt("str"),  # set when a scheduled notebook job sent it
+        "code_hash": _opt("str"),  # the job's approved notebook hash
     },
     "strategy.pause": {"strategy_id": _req("str"), "cancel_open_orders": _opt("bool")},
     "strategy.resume": {"strategy_id": _req("str")},
@@ -101,10 +103,12 @@ SCHEMAS: dict[str, dict[str, FieldSpec]] = {
         "price": _opt("decimal"),
         "trigger_price": _opt("decimal"),
         "time_in_force": _opt("str", TimeInForce),
+        "job_id": _opt("str"),
+        "code_hash": _opt("str"),
     },
     "order.cancel": {"order_id": _req("str")},
     "flatten": {"strategy_id": _opt("str"), "symbol": _opt("str")},  # neither: the whole account
-    "halt": {"reason": _req("str")},
+    "halt": {"reason": _req("str"), "flatten": _opt("bool")},
     "resume_trading": {"reason": _opt("str")},
     "limits.set": {"limits": _req("dict"), "strategy_id": _opt("str"), "reason": _opt("str")},
 }

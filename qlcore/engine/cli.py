@@ -174,7 +174,7 @@ def status_cmd(engine_id: EngineId = "engine", as_json: AsJson = False, db: Db =
     row, snap = _snapshot(db, engine_id)
     age = row.heartbeat_age_s()
     if as_json:
-        typer.echo(json.dumps({"heartbeat_age_s": round(age, 3), "alive": row.alive(), **snap}, indent=2))
+        typer.echo(json.dumps({**snap, "state": row.state, "heartbeat_age_s": round(age, 3), "alive": row.alive()}, indent=2))
         return
     alive = row.alive()
     colour = typer.colors.GREEN if alive and row.state == "running" else typer.colors.RED

@@ -16,6 +16,7 @@ from qlcore.control.commands import Command
 from qlcore.engine.kernel import OrderError
 from qlcore.engine.status import RUNNING
 from qlcore.model.enums import OrderSide, OrderStatus, OrderType, TimeInForce
+from qlcore.risk.modes import ModeError, NotAuthorisedError
 from qlcore.strategies.manager import InvalidStrategyTransition, StrategyState
 from qlcore.strategies.registry import UnknownStrategyError
 
@@ -59,7 +60,10 @@ class CommandHandlers:
                 raise Refused(f"trading is blocked: engine state is {engine.state} (reconciliation has not passed)")
             result = handler(command)
             accepted, reason = True, result
-        except (Refused, OrderError, InvalidStrategyTransition, UnknownStrategyError, KeyError, ValueError, TypeError) as exc:
+        except (
+            Refused, OrderError, InvalidStrategyTransition, UnknownStrategyError, NotAuthorisedError, ModeError,
+            KeyError, ValueError, TypeError,
+        ) as exc:
             accepted, reason = False, _message(exc)
         except Exception as exc:  # a bug must not stop the engine; it is recorded and alerted
             log.exception("command %s (%s) failed", command.id, command.kind)
@@ -143,7 +147,7 @@ class CommandHandlers:
 
     # --- risk -------------------------------------------------------------------------------------
     def halt(self, c: Command) -> str:
-        return self.engine.halt(c.payload["reason"], actor=c.user)
+        return self.engine.halt(c.payload["reason"], actor=c.user, flatten=bool(c.payload.get("flatten", False)))
 
     def resume_trading(self, c: Command) -> str:
         return self.engine.resume_trading(c.payload.get("reason") or "", actor=c.user)

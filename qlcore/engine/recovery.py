@@ -31,6 +31,7 @@ from qlcore.events.facts import (
     StrategyPaused,
     StrategyResumed,
     StrategyStopped,
+    TradingModeChanged,
 )
 from qlcore.events.types import (
     Event,
@@ -90,6 +91,10 @@ def rebuild(engine: EngineService) -> Rebuilt:
             out.resume_ts = ts if out.resume_ts is None else max(out.resume_ts, ts)
         elif t in LIFECYCLE_EVENTS:
             lifecycle.append(event)
+            if t is StrategyDisabled:
+                engine.guard.apply(event)  # type: ignore[arg-type]
+        elif t is TradingModeChanged:
+            engine.modes.apply(event)  # type: ignore[arg-type]
         elif t is RiskLimitsChanged:
             engine.risk.apply(event)  # type: ignore[arg-type]
         elif t is CommandCompleted:
@@ -203,10 +208,18 @@ def reconcile(engine: EngineService) -> Reconciliation:
         order = state.orders.get(order_id)
         answer = venue.query(order_id)
         if order is None:  # cannot happen with a write-ahead log; say so loudly if it does
-            differ("unknown_order", order_id, f"venue has {answer.status.value}, the log has no such order", "cancel at venue")
-            venue.cancel(order_id)
+            working = answer.status in (VenueStatus.WORKING, VenueStatus.PARTIALLY_FILLED)
+            differ(
+                "unknown_order", order_id, f"venue has {answer.status.value}, the log has no such order",
+                "cancel at venue" if working else "left to the position check",
+            )
+            if working:
+                venue.cancel(order_id)
             continue
         if answer.status is VenueStatus.UNKNOWN:
+            record = venue.history(order_id)
+            if record is not None and record.in_transit:  # received, not yet acknowledged (latency)
+                continue
             differ("not_at_venue", order_id, f"log {order.status.value}, venue never received it", "rejected")
             kernel.on_rejected(order_id, "reconciliation: the venue never received the order")
             continue

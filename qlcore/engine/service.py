@@ -22,6 +22,7 @@ of 1-second bars is real time, 20 steps per second of daily bars is an accelerat
 """
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -39,6 +40,7 @@ from qlcore.data.feed import Feed, ReplayFeed, SyntheticIntradayFeed
 from qlcore.data.quality import IngestionGate, QualityConfig
 from qlcore.engine.clock import BacktestClock
 from qlcore.engine.kernel import Kernel
+from qlcore.engine.snapshot import marked_equity
 from qlcore.engine.status import BLOCKED, RECONCILING, RUNNING, STOPPED, STOPPING, EngineLease
 from qlcore.events.facts import (
     CommandCompleted,
@@ -47,6 +49,7 @@ from qlcore.events.facts import (
     EngineStopped,
     FeedResumed,
     FeedStale,
+    StrategyDeployed,
 )
 from qlcore.events.store import EventStore
 from qlcore.events.types import AccountFunded, Event, MarksUpdated, OrderFilled
@@ -57,8 +60,12 @@ from qlcore.model.market import Bar
 from qlcore.model.money import to_decimal
 from qlcore.risk.config import RiskConfig
 from qlcore.risk.engine import RiskEngine
+from qlcore.risk.killswitch import halt, resume_trading
+from qlcore.risk.modes import ACCOUNT, FLATTEN_TAG, ModeConfig, ModeGate, TradingModes
+from qlcore.risk.monitors import MonitorConfig, RiskMonitors
+from qlcore.risk.runaway import RunawayConfig, RunawayGuard
 from qlcore.store.db import connect, project_data_dir, resolve_url
-from qlcore.strategies.manager import StrategyManager
+from qlcore.strategies.manager import StrategyManager, StrategyState
 
 log = logging.getLogger("qlcore.engine")
 
@@ -153,7 +160,8 @@ class EngineService:
         self.client = ExecutionClient(
             self.venue, clock=self.clock, record=self._emit_fact, config=ExecutionConfig(), sleep=time.sleep
         )
-        self.risk = RiskEngine(RiskConfig.from_toml(config.risk_config) if config.risk_config else None)
+        limits, mode_config, monitor_config, runaway_config = load_risk_file(config.risk_config)
+        self.risk = RiskEngine(limits)
         self.kernel = Kernel(
             clock=self.clock,
             broker=self.client,
@@ -163,7 +171,16 @@ class EngineService:
             order_id_prefix=f"{config.engine_id}-",
         )
         self.risk.attach(self.kernel)
+        # the pre-trade chain: lifecycle gate -> trading modes -> runaway guard -> risk rules
         self.manager = StrategyManager(self.kernel)
+        self.modes = TradingModes.for_kernel(self.kernel, mode_config)
+        self.guard = RunawayGuard(self.modes, self.risk, runaway_config, on_disable=self._disable)
+        self.manager.gate.inner = ModeGate(self.modes, self.guard)
+        self.manager.gate.unwinding = lambda order: self.modes.unwinding and order.tags == FLATTEN_TAG
+        self.kernel.fill_listeners.append(self.guard.on_fill)
+        self.monitors = RiskMonitors(self.kernel, self.modes, monitor_config)
+        self.monitors.attach()
+        self.manager.event_listeners.append(self._on_lifecycle)
         self.gate = IngestionGate(
             QualityConfig(interval_ns=None if config.feed == "replay" else NS, stale_after_seconds=None, source=config.feed),
             _MarketClock(self.clock),
@@ -187,7 +204,6 @@ class EngineService:
         self.quarantined = 0
         self.stale_symbols: set[str] = set()
         self.kernel.fill_listeners.append(self._on_fill)
-        self._account_mode = ("ACTIVE", "")
         from qlcore.engine.handlers import CommandHandlers
 
         self.handlers = CommandHandlers(self)
@@ -226,7 +242,9 @@ class EngineService:
         self.kernel.emit(EngineStarted(self.clock.now, self.config.engine_id, "paper", _pid(), rebuilt.describe()))
         if fresh:
             self.kernel.emit(AccountFunded(self.clock.now, "main", self.config.initial_cash))
-        self.manager.event_listeners.append(self.writer.append)  # lifecycle events from now on go to the log
+        # lifecycle and limit changes from now on go to the log
+        self.manager.event_listeners.append(self.writer.append)
+        self.risk.event_listeners.append(self.writer.append)
         self.reconciliation = reconcile(self)
         self.writer.flush()
         if self.reconciliation.passed:
@@ -330,11 +348,11 @@ class EngineService:
             commands = self.queue.take(self.config.engine_id, target=self.config.engine_id, limit=500)
         outcomes = [self.handlers.handle(c) for c in commands]
         bars = self._poll_bars()
-        self.client.poll()
         before = self.kernel.events_emitted
         self.writer.flush()  # orders durable before the venue may hold them
         self.venue.advance_to(self.clock.now)
         self.venue.flush()  # the venue commits, then reports: acknowledgements, fills
+        self.client.poll()  # after the reports: only a venue that stays silent times an order out
         self.writer.flush()
         for command, (accepted, reason) in zip(commands, outcomes, strict=True):
             self.queue.complete(command.id, accepted, reason, consumer=self.config.engine_id)
@@ -372,37 +390,58 @@ class EngineService:
         self.counters.bars += 1
         self.client.on_bar(bar)  # the venue matches working orders first (fills at this bar's prices)
         self.risk.on_bar(bar)
+        self.monitors.on_bar(bar, evaluate=False)  # evaluated once per step, on its MarksUpdated
         self.manager.on_bar(bar)
+        self.guard.run_pending()
 
     def _close_step(self, ts: int, marks: dict[str, Decimal]) -> None:
         self.counters.steps += 1
         self._last_marks.update(marks)
         self.kernel.emit(MarksUpdated(ts, tuple(sorted(marks.items()))))
         if self.counters.steps % 5 == 0 or not self.equity_curve:
-            self.equity_curve.append((ts, str(self.kernel.state.equity())))
+            self.equity_curve.append((ts, str(marked_equity(self.kernel.state))))
             del self.equity_curve[:-500]
 
     # --- risk modes and the kill switch ------------------------------------------------------------
     def trading_mode(self) -> tuple[str, str]:
-        return self._account_mode
+        return self.modes.mode(ACCOUNT).value, self.modes.reason(ACCOUNT)
 
     def strategy_mode(self, strategy_id: str) -> str:
-        return self._account_mode[0]
+        return self.modes.mode(strategy_id).value
 
     def limit_utilisation(self) -> list[dict[str, Any]]:
-        return []
+        """The real-time monitors' last readings: limit, value and how much of the limit is used."""
+        rows = []
+        for (scope, name), reading in sorted(self.monitors.readings.items()):
+            limit = getattr(reading, "limit", None)
+            value = getattr(reading, "value", None)
+            used = None
+            if limit not in (None, 0) and value is not None:
+                used = float(abs(value) / abs(limit))
+            rows.append({"name": name, "scope": scope, "limit": _text(limit), "value": _text(value), "utilisation": used})
+        return rows
 
-    def halt(self, reason: str, *, actor: str) -> str:
-        from qlcore.engine.handlers import flatten_positions
-
-        canceled = [o.order_id for o in self.kernel.state.open_orders() if o.status.is_open]
-        flatten_positions(self, strategy_id=None, symbol="\0none")
-        self._account_mode = ("HALTED", f"{reason} (by {actor})")
-        return f"halted: {len(canceled)} cancel(s) requested"
+    def halt(self, reason: str, *, actor: str, flatten: bool = False) -> str:
+        summary = halt(self.kernel, self.modes, reason=reason, actor=actor, flatten=flatten)
+        text = f"account HALTED: {len(summary.cancels_requested)} cancel(s) requested"
+        if flatten:
+            text += f", {len(summary.flatten_orders)} flatten order(s)"
+        self.alert("critical", "kill switch", f"{actor}: {reason}")
+        return text
 
     def resume_trading(self, reason: str, *, actor: str) -> str:
-        self._account_mode = ("ACTIVE", reason)
-        return "trading resumed"
+        resume_trading(self.modes, actor, reason)
+        return "account ACTIVE again"
+
+    def _disable(self, strategy_id: str, reason: str) -> None:
+        """Runaway protection tripped: the strategy stops sending and its open orders are cancelled."""
+        if strategy_id in self.manager.strategy_ids and self.manager.state(strategy_id) is StrategyState.RUNNING:
+            self.manager.pause(strategy_id, cancel_open_orders=True, actor="runaway-protection")
+        self.alert("error", "runaway protection", f"{strategy_id} disabled: {reason}")
+
+    def _on_lifecycle(self, event: Event) -> None:
+        if isinstance(event, StrategyDeployed):
+            self.monitors.add_strategy(event.strategy_id, json.loads(event.details)["allocation"])
 
     def _beat(self, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -464,6 +503,30 @@ class _SkipUntil:
     @property
     def exhausted(self) -> bool:
         return self.inner.exhausted
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def load_risk_file(path: Path | None) -> tuple[RiskConfig | None, ModeConfig, MonitorConfig, RunawayConfig]:
+    """One TOML file for all risk settings: pre-trade limits (account, strategy, instrument), who may
+    resume trading ([modes]), real-time monitors ([monitors]) and runaway protection ([runaway]).
+
+    Without a [modes] table the operator running the engine and the user "admin" are authorised.
+    """
+    import getpass
+    import tomllib
+
+    values: dict[str, Any] = tomllib.loads(path.read_text()) if path is not None else {}
+    modes = values.pop("modes", None)
+    monitors = values.pop("monitors", {})
+    runaway = values.pop("runaway", {})
+    mode_config = (
+        ModeConfig.from_mapping(modes) if modes is not None else ModeConfig(frozenset({"admin", getpass.getuser()}))
+    )
+    limits = RiskConfig.from_mapping(values) if values else None
+    return limits, mode_config, MonitorConfig.from_mapping(monitors), RunawayConfig.from_mapping(runaway)
 
 
 def _pid() -> int:

@@ -17,6 +17,7 @@ from qlcore.model.money import ZERO, canonical
 
 if TYPE_CHECKING:
     from qlcore.engine.service import EngineService
+    from qlcore.model.state import TradingState
 
 RECENT = 200
 
@@ -29,6 +30,16 @@ def _ratio(value: float) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else round(value, 6)
 
 
+def marked_equity(state: TradingState) -> Decimal:
+    """Cash plus positions at their marks; a position without a mark yet counts at its average cost."""
+    total = state.cash
+    for (_sid, symbol), pos in state.positions.items():
+        if pos.quantity:
+            mark = state.marks.get(symbol) or pos.avg_price or ZERO
+            total += pos.market_value(mark)
+    return total
+
+
 def build_snapshot(engine: EngineService) -> dict[str, Any]:
     kernel = engine.kernel
     state = kernel.state
@@ -37,8 +48,9 @@ def build_snapshot(engine: EngineService) -> dict[str, Any]:
     gross = net = unrealized = realized = ZERO
     for (sid, symbol), pos in sorted(state.positions.items()):
         mark = marks.get(symbol)
-        upnl = pos.unrealized_pnl(mark) if (mark is not None and pos.quantity) else ZERO
-        value = pos.market_value(mark) if mark is not None else ZERO
+        priced = mark if mark is not None else (pos.avg_price or ZERO)
+        upnl = pos.unrealized_pnl(priced) if pos.quantity else ZERO
+        value = pos.market_value(priced)
         gross += abs(value)
         net += value
         unrealized += upnl
@@ -57,7 +69,7 @@ def build_snapshot(engine: EngineService) -> dict[str, Any]:
                     "realized_pnl": _money(pos.realized_pnl),
                 }
             )
-    equity = state.equity()
+    equity = marked_equity(state)
     first_equity = Decimal(engine.equity_curve[0][1]) if engine.equity_curve else equity
     account_mode = engine.trading_mode()
     account = {

@@ -1,8 +1,11 @@
-"""Risk: the pre-trade check chain in the order path (risk and compliance rules, limits by level).
+"""Risk: the pre-trade check chain in the order path (risk and compliance rules, limits by level),
+trading modes, real-time monitors, runaway protection and the kill switch.
 
 `RiskHook` is what the kernel calls; `AllowAll` lets everything through; `RiskEngine` runs the
-rules of `qlcore.risk.rules` with limits from a `RiskConfig`. Names are imported on first use, so
-that `qlcore risk --help` does not load the trading model.
+rules of `qlcore.risk.rules` with limits from a `RiskConfig`. `ModeGate` (account and strategy
+modes ACTIVE / REDUCING / HALTED) and `RunawayGuard` wrap another hook; `RiskMonitors` move the
+modes on breaches; `halt` is the kill switch. Names are imported on first use, so that
+`qlcore risk --help` does not load the trading model.
 """
 from __future__ import annotations
 
@@ -15,15 +18,44 @@ if TYPE_CHECKING:
     from qlcore.risk.config import Limits, ResolvedLimits, RiskConfig, RiskConfigError
     from qlcore.risk.engine import RiskDecision, RiskEngine
     from qlcore.risk.hook import AllowAll, RiskHook
+    from qlcore.risk.killswitch import HaltSummary, halt, resume_trading
+    from qlcore.risk.modes import (
+        ACCOUNT,
+        FLATTEN_TAG,
+        ModeConfig,
+        ModeError,
+        ModeGate,
+        NotAuthorisedError,
+        TradingMode,
+        TradingModes,
+    )
+    from qlcore.risk.monitors import (
+        Limit,
+        MonitorConfig,
+        MonitorConfigError,
+        RiskMonitors,
+        ScopeLimits,
+    )
     from qlcore.risk.rules import ALL_RULES, COMPLIANCE_RULES, RISK_RULES
+    from qlcore.risk.runaway import RunawayConfig, RunawayConfigError, RunawayGuard, RunawayLimits
 
 _EXPORTS = {
+    "ACCOUNT": "modes",
     "ALL_RULES": "rules",
-    "COMPLIANCE_RULES": "rules",
-    "RISK_RULES": "rules",
     "AllowAll": "hook",
+    "COMPLIANCE_RULES": "rules",
     "Denial": "base",
+    "FLATTEN_TAG": "modes",
+    "HaltSummary": "killswitch",
+    "Limit": "monitors",
     "Limits": "config",
+    "ModeConfig": "modes",
+    "ModeError": "modes",
+    "ModeGate": "modes",
+    "MonitorConfig": "monitors",
+    "MonitorConfigError": "monitors",
+    "NotAuthorisedError": "modes",
+    "RISK_RULES": "rules",
     "ResolvedLimits": "config",
     "RiskConfig": "config",
     "RiskConfigError": "config",
@@ -31,15 +63,35 @@ _EXPORTS = {
     "RiskDecision": "engine",
     "RiskEngine": "engine",
     "RiskHook": "hook",
+    "RiskMonitors": "monitors",
     "Rule": "base",
+    "RunawayConfig": "runaway",
+    "RunawayConfigError": "runaway",
+    "RunawayGuard": "runaway",
+    "RunawayLimits": "runaway",
+    "ScopeLimits": "monitors",
+    "TradingMode": "modes",
+    "TradingModes": "modes",
+    "halt": "killswitch",
+    "resume_trading": "killswitch",
 }
 __all__ = [
+    "ACCOUNT",
     "ALL_RULES",
     "COMPLIANCE_RULES",
+    "FLATTEN_TAG",
     "RISK_RULES",
     "AllowAll",
     "Denial",
+    "HaltSummary",
+    "Limit",
     "Limits",
+    "ModeConfig",
+    "ModeError",
+    "ModeGate",
+    "MonitorConfig",
+    "MonitorConfigError",
+    "NotAuthorisedError",
     "ResolvedLimits",
     "RiskConfig",
     "RiskConfigError",
@@ -47,7 +99,17 @@ __all__ = [
     "RiskDecision",
     "RiskEngine",
     "RiskHook",
+    "RiskMonitors",
     "Rule",
+    "RunawayConfig",
+    "RunawayConfigError",
+    "RunawayGuard",
+    "RunawayLimits",
+    "ScopeLimits",
+    "TradingMode",
+    "TradingModes",
+    "halt",
+    "resume_trading",
 ]
 
 

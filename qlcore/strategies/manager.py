@@ -212,14 +212,17 @@ class _LifecycleGate:
     def __init__(self, records: Mapping[str, _Record], inner: RiskHook) -> None:
         self.records = records
         self.inner = inner
+        # orders that close positions on someone else's authority (the kill switch) pass a stopped
+        # or paused strategy's gate: set by the engine that owns the kill switch
+        self.unwinding: Callable[[Order], bool] | None = None
 
     def check(self, order: Order, state: TradingState) -> str | None:
         record = self.records.get(order.strategy_id)
         if record is None:  # not managed here: the kernel's own hook decides alone
             return self.inner.check(order, state)
         sid = order.strategy_id
-        if record.flattening:  # the manager's own closing orders while it stops the strategy
-            return self.inner.check(order, state)
+        if record.flattening or (self.unwinding is not None and self.unwinding(order)):
+            return self.inner.check(order, state)  # closing orders of the manager, or of the kill switch
         if record.state is not StrategyState.RUNNING:
             return f"strategy {sid} is {record.state.value}: new orders are refused"
         limit = record.limits.get("max_order_quantity")
@@ -264,7 +267,7 @@ class StrategyManager:
         self._last_close: dict[str, float] = {}
         self._open_ts: int | None = None  # the bar timestamp whose equity is not sampled yet
         self._pending: list[tuple[_Record, OrderFilled]] = []
-        kernel.risk = _LifecycleGate(self._records, kernel.risk)
+        self.gate = kernel.risk = _LifecycleGate(self._records, kernel.risk)
         kernel.fill_listeners.append(self._on_fill)
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -288,6 +291,8 @@ class StrategyManager:
         """
         instance = create_strategy(strategy, params, strategy_id=strategy_id)
         sid = instance.strategy_id
+        if sid == "account":
+            raise ValueError("'account' is the scope of the whole account: choose another strategy id")
         if sid in self._records or sid in self.kernel.strategies:
             raise ValueError(f"strategy id {sid!r} is already deployed")
         subs = tuple(symbols)

@@ -5,7 +5,7 @@ import dataclasses
 from decimal import Decimal
 
 import pytest
-from conftest import denied, passed
+from risk_desk import denied, passed
 
 from qlcore.events import EventStore
 from qlcore.events.codec import decode, encode

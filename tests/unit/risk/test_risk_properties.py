@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from conftest import Desk
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from risk_desk import Desk
 
 from qlcore.events.types import AccountFunded
 from qlcore.model.enums import OrderSide, OrderStatus

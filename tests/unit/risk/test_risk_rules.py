@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pandas as pd
-from conftest import T0, Desk, denied, passed
+from risk_desk import T0, Desk, denied, passed
 
 from qlcore.model.enums import OrderStatus
 from qlcore.model.instruments import Instrument

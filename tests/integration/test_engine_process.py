@@ -1,0 +1,89 @@
+"""`qlcore engine` as a real process on a real SQLite file, driven only through the CLI."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+QLCORE = [str(Path(sys.executable).with_name("qlcore"))]  # the installed console script, as a user runs it
+
+
+def _cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([*QLCORE, *args], env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    if check:
+        assert done.returncode == 0, f"qlcore {' '.join(args)} -> {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def _status(env: dict[str, str]) -> dict:
+    return json.loads(_cli(env, "status", "--json").stdout)
+
+
+def _wait(env: dict[str, str], predicate, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            snap = _status(env)
+            if predicate(snap):
+                return snap
+        except (AssertionError, json.JSONDecodeError):
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(0.2)
+
+
+def test_engine_process_takes_cli_commands_and_reports_fills_and_positions(tmp_path: Path):
+    env = {**os.environ, "QLCORE_DATA_DIR": str(tmp_path), "QLCORE_USER": "alice"}
+    env.pop("QLCORE_DB_URL", None)
+    log = (tmp_path / "engine.log").open("w")
+    engine = subprocess.Popen(
+        [*QLCORE, "engine", "--speed", "40", "--symbols", "AAPL,MSFT,IBM"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    try:
+        _wait(env, lambda s: s["state"] == "running" and s.get("feed", {}).get("bars", 0) > 0)
+        assert (tmp_path / "qlcore.db").is_file()
+
+        deployed = _cli(env, "strategy", "deploy", "sma_cross", "--id", "fast-aapl", "--symbols", "AAPL",
+                        "-p", "fast=2", "-p", "slow=5", "--capital", "50000")
+        assert "accepted: deployed fast-aapl" in deployed.stdout
+        manual = _cli(env, "order", "submit", "--strategy", "desk", "--symbol", "MSFT", "--side", "BUY", "--qty", "25")
+        assert "accepted: order" in manual.stdout
+
+        bad = _cli(env, "strategy", "deploy", "no_such", "--id", "x", check=False)
+        assert bad.returncode == 1 and "refused: unknown strategy 'no_such'" in bad.stderr
+        bad_cancel = _cli(env, "order", "cancel", "engine-424242", check=False)
+        assert bad_cancel.returncode == 1 and "unknown order id" in bad_cancel.stderr
+        malformed = _cli(env, "order", "submit", "--strategy", "desk", "--symbol", "MSFT", "--side", "HOLD", "--qty", "1", check=False)
+        assert malformed.returncode == 2 and "side" in malformed.stderr
+
+        snap = _wait(env, lambda s: any(st["strategy_id"] == "fast-aapl" and st["trades"] >= 2 for st in s["strategies"]))
+        desk = [p for p in snap["positions"] if p["strategy_id"] == "desk"]
+        assert desk and desk[0]["symbol"] == "MSFT" and Decimal(desk[0]["quantity"]) == 25
+        assert any(f["strategy_id"] == "fast-aapl" for f in snap["fills"])
+        assert snap["state"] == "running"  # still up after the bad commands
+
+        paused = _cli(env, "strategy", "pause", "fast-aapl")
+        assert "accepted: paused fast-aapl" in paused.stdout
+        listing = _cli(env, "strategy", "list", "--json")
+        assert {s["strategy_id"]: s["state"] for s in json.loads(listing.stdout)}["fast-aapl"] == "PAUSED"
+        by_instrument = json.loads(_cli(env, "positions", "--by", "instrument", "--json").stdout)
+        assert Decimal({r["symbol"]: r["quantity"] for r in by_instrument}["MSFT"]) >= 25
+
+        human = _cli(env, "status")
+        assert "engine engine: running" in human.stdout and "strategies  1 paused=1" in human.stdout
+    finally:
+        engine.send_signal(signal.SIGINT)
+        code = engine.wait(30)
+        log.close()
+    assert code == 0, (tmp_path / "engine.log").read_text()[-2000:]
+    assert "stopped (signal SIGINT)" in (tmp_path / "engine.log").read_text()
+    assert _status(env)["state"] == "stopped"
+    late = _cli(env, "order", "submit", "--strategy", "d", "--symbol", "AAPL", "--side", "BUY", "--qty", "1", "--wait", "0.5", check=False)
+    assert late.returncode == 3 and "is `qlcore engine` running?" in late.stderr

@@ -1,0 +1,161 @@
+"""Commands through the command table into a paper engine: outcomes, the kill switch, bad input."""
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from qlcore.control.commands import CommandQueue
+from qlcore.engine.service import EngineConfig, EngineService
+from qlcore.events.facts import CommandCompleted, TradingModeChanged
+from qlcore.events.store import EventStore
+from qlcore.model.enums import OrderStatus
+
+TARGET = "t"
+
+
+@pytest.fixture
+def rig(sqlite_url: str, tmp_path: Path):
+    risk = tmp_path / "risk.toml"
+    risk.write_text('[modes]\nauthorised = ["risk-officer"]\n')
+    engine = EngineService(
+        EngineConfig(
+            engine_id=TARGET, url=sqlite_url, venue_path=tmp_path / "venue.sqlite", symbols=("AAPL", "MSFT", "IBM"),
+            speed=1000.0, risk_config=risk, command_poll_s=0.0,
+        )
+    )
+    engine.start()
+    queue = CommandQueue(sqlite_url)
+    yield engine, queue
+    engine.shutdown()
+
+
+def _send(engine: EngineService, queue: CommandQueue, user: str, kind: str, payload: dict, turns: int = 1):
+    cid = queue.submit(user, kind, payload, target=TARGET)
+    for _ in range(turns):
+        engine.step()
+    return queue.status(cid)
+
+
+def _limit(symbol: str, side: str, price: str, qty: str = "10") -> dict:
+    return {"strategy_id": "desk", "symbol": symbol, "side": side, "quantity": qty, "order_type": "LIMIT", "price": price}
+
+
+def test_kill_switch_cancels_everything_denies_new_orders_and_lets_cancels_pass(rig):
+    engine, queue = rig
+    for _ in range(3):
+        engine.step()  # first bars: marks for every symbol
+    for sym in ("AAPL", "MSFT", "IBM"):
+        assert _send(engine, queue, "trader", "order.submit", _limit(sym, "BUY", "0.01")).status == "accepted"
+        assert _send(engine, queue, "trader", "order.submit", _limit(sym, "SELL", "100000")).status == "accepted"
+    assert engine.venue.working_count == 6
+
+    started = time.monotonic()
+    halted = _send(engine, queue, "carol", "halt", {"reason": "fat finger on the desk"})
+    while engine.venue.working_count and time.monotonic() - started < 5:
+        engine.step()
+    assert halted.status == "accepted" and "6 cancel(s)" in halted.reason
+    assert engine.venue.working_count == 0 and time.monotonic() - started < 5
+    assert not engine.kernel.state.open_orders()
+    assert all(o.status is OrderStatus.CANCELED for o in engine.kernel.state.orders.values())
+    assert engine.trading_mode()[0] == "HALTED" and "fat finger" in engine.trading_mode()[1]
+
+    denied = _send(engine, queue, "trader", "order.submit", _limit("AAPL", "BUY", "0.01"))
+    assert denied.status == "refused" and "HALTED" in denied.reason
+
+    # a cancel still passes while halted: an order resting from before the halt is cancelled
+    engine.modes.resume("account", "risk-officer", "one more order for the test")
+    resting = _send(engine, queue, "trader", "order.submit", _limit("MSFT", "BUY", "0.01"))
+    order_id = resting.reason.split()[1]
+    engine.modes.restrict("account", engine.modes.mode("account").__class__("HALTED"), reason="again", actor="carol")
+    cancel = _send(engine, queue, "trader", "order.cancel", {"order_id": order_id}, turns=2)
+    assert cancel.status == "accepted"
+    assert engine.kernel.state.orders[order_id].status is OrderStatus.CANCELED
+
+    refused = _send(engine, queue, "mallory", "resume_trading", {"reason": "let me trade"})
+    assert refused.status == "refused" and "mallory" in refused.reason
+    assert engine.trading_mode()[0] == "HALTED"
+    resumed = _send(engine, queue, "risk-officer", "resume_trading", {"reason": "checked"})
+    assert resumed.status == "accepted" and engine.trading_mode()[0] == "ACTIVE"
+
+    changes = [(e.old, e.new, e.actor) for e in EventStore(engine.url).events(engine.config.stream) if type(e) is TradingModeChanged]
+    assert changes[0] == ("ACTIVE", "HALTED", "carol") and changes[-1] == ("HALTED", "ACTIVE", "risk-officer")
+
+
+def test_halt_with_flatten_closes_positions(rig):
+    engine, queue = rig
+    for _ in range(3):
+        engine.step()
+    assert _send(engine, queue, "trader", "order.submit", {"strategy_id": "desk", "symbol": "AAPL", "side": "BUY", "quantity": "7"}, turns=3).status == "accepted"
+    assert engine.kernel.state.position("desk", "AAPL") == Decimal(7)
+    done = _send(engine, queue, "carol", "halt", {"reason": "close it all", "flatten": True}, turns=3)
+    assert done.status == "accepted" and "1 flatten order(s)" in done.reason
+    assert engine.kernel.state.position("desk", "AAPL") == 0
+    assert engine.trading_mode()[0] == "HALTED"
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload", "why"),
+    [
+        ("strategy.deploy", {"strategy_id": "x", "strategy": "no_such_strategy"}, "unknown strategy 'no_such_strategy'"),
+        ("strategy.deploy", {"strategy_id": "x", "strategy": "sma_cross", "params": {"fast": "ten"}}, "fast='ten' is not a valid int"),
+        ("strategy.deploy", {"strategy_id": "x", "strategy": "sma_cross", "params": {"speed": 3}}, "speed"),
+        ("strategy.deploy", {"strategy_id": "x", "strategy": "sma_cross", "symbols": ["TSLA"]}, "unknown symbol(s) TSLA"),
+        ("strategy.pause", {"strategy_id": "ghost"}, "no deployed strategy 'ghost'"),
+        ("order.cancel", {"order_id": "t-999"}, "unknown order id 't-999'"),
+        ("order.submit", {"strategy_id": "d", "symbol": "TSLA", "side": "BUY", "quantity": "1"}, "unknown symbol 'TSLA'"),
+        ("limits.set", {"limits": {"account": {"max_order_qty": "5"}}}, "max_order_qty"),
+    ],
+)
+def test_bad_commands_are_refused_with_a_reason_and_the_engine_keeps_running(rig, kind, payload, why):
+    engine, queue = rig
+    outcome = _send(engine, queue, "alice", kind, payload)
+    assert outcome.status == "refused"
+    assert why in outcome.reason
+    logged = [e for e in EventStore(engine.url).events(engine.config.stream) if type(e) is CommandCompleted]
+    assert (logged[-1].command_id, logged[-1].accepted, logged[-1].user) == (outcome.id, False, "alice")
+    ok = _send(engine, queue, "alice", "order.submit", {"strategy_id": "d", "symbol": "AAPL", "side": "BUY", "quantity": "1"})
+    assert ok.status == "accepted"
+
+
+def test_lifecycle_through_commands_and_limits_apply_to_the_next_order(rig):
+    engine, queue = rig
+    deploy = {"strategy_id": "s1", "strategy": "sma_cross", "params": {"fast": 2, "slow": 4}, "symbols": ["AAPL"], "capital": "50000"}
+    assert _send(engine, queue, "quant", "strategy.deploy", deploy).status == "accepted"
+    assert _send(engine, queue, "quant", "strategy.deploy", deploy).reason == "strategy id 's1' is already deployed"
+    assert _send(engine, queue, "desk", "strategy.pause", {"strategy_id": "s1"}).status == "accepted"
+    assert engine.manager.state("s1").value == "PAUSED"
+    again = _send(engine, queue, "desk", "strategy.pause", {"strategy_id": "s1"})
+    assert again.status == "refused" and "cannot pause in state PAUSED" in again.reason
+    assert _send(engine, queue, "desk", "strategy.resume", {"strategy_id": "s1"}).status == "accepted"
+    assert _send(engine, queue, "desk", "strategy.stop", {"strategy_id": "s1", "flatten": True}).status == "accepted"
+    assert engine.manager.state("s1").value == "STOPPED"
+
+    limits = _send(engine, queue, "admin", "limits.set", {"limits": {"account": {"max_order_quantity": "5"}}, "reason": "tighten"})
+    assert limits.status == "accepted"
+    over = _send(engine, queue, "desk", "order.submit", {"strategy_id": "d", "symbol": "AAPL", "side": "BUY", "quantity": "6"})
+    assert over.status == "refused" and "max_order_quantity" in over.reason and "5" in over.reason
+    at = _send(engine, queue, "desk", "order.submit", {"strategy_id": "d", "symbol": "AAPL", "side": "BUY", "quantity": "5"})
+    assert at.status == "accepted"
+
+
+def test_a_command_reaches_a_running_engine_within_100_ms(sqlite_url, tmp_path):
+    import threading
+
+    engine = EngineService(EngineConfig(engine_id=TARGET, url=sqlite_url, venue_path=tmp_path / "v.sqlite", speed=5.0))
+    engine.start()
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    queue = CommandQueue(sqlite_url)
+    try:
+        delays = []
+        for _ in range(10):
+            cid = queue.submit("alice", "order.submit", {"strategy_id": "d", "symbol": "AAPL", "side": "BUY", "quantity": "1"}, target=TARGET)
+            cmd = queue.wait_for(cid, 5.0, poll_s=0.001)
+            delays.append((cmd.ts_taken - cmd.ts_submitted) / 1e6)
+        assert max(delays) < 100, delays
+    finally:
+        engine.stop()
+        thread.join(10)

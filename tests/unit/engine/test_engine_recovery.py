@@ -1,0 +1,186 @@
+"""Rebuild and reconciliation at the exact windows a crash can hit, made deterministic.
+
+An engine is "killed" by dropping it without its shutdown (nothing more is committed), then a new
+engine starts on the same store and venue ledger.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from qlcore.brokers.paper import PaperVenue
+from qlcore.control.commands import CommandQueue
+from qlcore.engine.service import EngineConfig, EngineService
+from qlcore.engine.status import EngineAlreadyRunning, read_status
+from qlcore.events.facts import ReconciliationDifference, ReconciliationPassed
+from qlcore.events.store import EventStore
+from qlcore.model.enums import OrderSide, OrderStatus, OrderType
+from qlcore.model.market import Bar
+from qlcore.store.db import dispose_all
+
+NS = 1_000_000_000
+
+
+def _config(url: str, tmp_path: Path, **kw) -> EngineConfig:
+    return EngineConfig(engine_id="t", url=url, venue_path=tmp_path / "venue.sqlite", symbols=("AAPL", "MSFT"), **kw)
+
+
+def _engine(url: str, tmp_path: Path, **kw) -> EngineService:
+    engine = EngineService(_config(url, tmp_path, **kw))
+    engine.start()
+    return engine
+
+
+def _crash(engine: EngineService) -> None:
+    """Drop the engine as SIGKILL would: no flush, no shutdown; its lease is freed as a dead pid's would be."""
+    engine.venue._ledger.close()
+    engine.lease.pid = -1  # the next engine treats the holder as gone
+    from sqlalchemy import update
+
+    from qlcore.store.tables import engine_status
+
+    with engine.db.begin() as conn:
+        conn.execute(update(engine_status).values(heartbeat_at=0))
+    dispose_all()
+
+
+def _bar(symbol: str, ts: int, px: float) -> Bar:
+    return Bar(symbol, ts, px, px + 1, px - 1, px, 1_000_000.0)
+
+
+class _Reports:
+    """Somewhere for a venue used outside an engine to send its reports."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def __getattr__(self, name: str):
+        return lambda *args: self.seen.append(name)
+
+
+def _differences(url: str) -> list[tuple[str, str]]:
+    return [(e.kind, e.resolution) for e in EventStore(url).events("engine-t") if type(e) is ReconciliationDifference]
+
+
+def test_an_order_logged_but_never_received_by_the_venue_is_rejected_on_restart(sqlite_url, tmp_path):
+    engine = _engine(sqlite_url, tmp_path)
+    oid = engine.kernel.submit_order("manual", "AAPL", OrderSide.BUY, 10)
+    engine.writer.flush()  # the log has the order; the venue never committed it
+    _crash(engine)
+
+    again = _engine(sqlite_url, tmp_path)
+    order = again.kernel.state.orders[oid]
+    assert order.status is OrderStatus.REJECTED
+    assert "never received" in order.reason
+    assert _differences(sqlite_url) == [("not_at_venue", "rejected")]
+    assert again.reconciliation.passed and again.state == "running"
+    again.shutdown()
+
+
+def test_an_acknowledgement_and_fill_the_log_missed_are_applied_once_on_restart(sqlite_url, tmp_path):
+    engine = _engine(sqlite_url, tmp_path)
+    oid = engine.kernel.submit_order("manual", "AAPL", OrderSide.BUY, 10)
+    engine.writer.flush()
+    engine.on_bar(_bar("AAPL", 10 * NS, 100.0))
+    engine.venue.advance_to(engine.clock.now)
+    engine.venue.flush()  # the venue committed the ack and the fill; the engine dies before its own commit
+    _crash(engine)
+
+    again = _engine(sqlite_url, tmp_path)
+    order = again.kernel.state.orders[oid]
+    assert order.status is OrderStatus.FILLED
+    assert again.kernel.state.position("manual", "AAPL") == Decimal(10)
+    assert _differences(sqlite_url) == [("missing_ack", "accepted"), ("missing_fill", "applied")]
+    again.shutdown()
+
+    # a third start finds nothing left to fix
+    third = _engine(sqlite_url, tmp_path)
+    assert _differences(sqlite_url) == [("missing_ack", "accepted"), ("missing_fill", "applied")]
+    assert third.kernel.state.position("manual", "AAPL") == Decimal(10)
+    third.shutdown()
+
+
+def test_a_cancel_the_venue_never_got_is_sent_again(sqlite_url, tmp_path):
+    engine = _engine(sqlite_url, tmp_path)
+    oid = engine.kernel.submit_order("manual", "AAPL", OrderSide.BUY, 10, OrderType.LIMIT, price="0.01")
+    engine.step()  # acknowledged and working at the venue
+    engine.kernel.cancel_order(oid)
+    engine.writer.flush()  # the cancel request is logged, the venue never saw it
+    _crash(engine)
+
+    again = _engine(sqlite_url, tmp_path)
+    assert ("cancel_lost", "cancel sent again") in _differences(sqlite_url)
+    again.step()
+    assert again.kernel.state.orders[oid].status is OrderStatus.CANCELED
+    assert again.venue.working_count == 0
+    again.shutdown()
+
+
+def test_a_position_break_blocks_trading_until_it_is_resolved(sqlite_url, tmp_path):
+    engine = _engine(sqlite_url, tmp_path)
+    engine.shutdown()
+    # the venue holds a fill the log can never explain: an order placed at the venue by someone else
+    venue = PaperVenue(tmp_path / "venue.sqlite")
+    from qlcore.events.types import OrderInitialized
+    from qlcore.model.orders import Order
+
+    stray = Order(OrderInitialized(1, "stray-1", "x", "MSFT", OrderSide.SELL, OrderType.MARKET, Decimal(5)))
+    venue.bind(_Reports())
+    venue.submit(stray)
+    venue.advance_to(2 * NS)
+    venue.on_bar(_bar("MSFT", 3 * NS, 20.0))
+    venue.flush()
+    venue.close()
+    dispose_all()
+
+    blocked = _engine(sqlite_url, tmp_path)
+    assert not blocked.reconciliation.passed and blocked.state == "blocked"
+    assert "MSFT: log 0 venue -5" in blocked.reconciliation.summary()
+    queue = CommandQueue(sqlite_url)
+    cid = queue.submit("alice", "order.submit", {"strategy_id": "m", "symbol": "AAPL", "side": "BUY", "quantity": "1"}, target="t")
+    blocked.step()
+    cmd = queue.status(cid)
+    assert cmd.status == "refused" and "reconciliation has not passed" in cmd.reason
+    assert not [e for e in EventStore(sqlite_url).events("engine-t") if type(e) is ReconciliationPassed][1:]
+    blocked.shutdown()
+
+
+def test_a_second_engine_with_the_same_id_refuses_to_start(sqlite_url, tmp_path):
+    first = _engine(sqlite_url, tmp_path)
+    second = EngineService(_config(sqlite_url, tmp_path / "other"))
+    second.lease.pid = first.lease.pid + 1  # another process of this host, still alive: the first
+    import os
+
+    second.lease.pid = os.getppid()  # a live pid that is not the holder
+    with pytest.raises(EngineAlreadyRunning, match="already running"):
+        second.start()
+    status = read_status(sqlite_url, "t")[0]
+    assert status.pid == first.lease.pid and status.state == "running"
+    first.shutdown()
+    assert read_status(sqlite_url, "t")[0].state == "stopped"
+
+
+def test_state_strategies_and_limits_survive_a_restart(sqlite_url, tmp_path):
+    engine = _engine(sqlite_url, tmp_path)
+    engine.manager.deploy("sma_cross", {"fast": 2, "slow": 3}, symbols=["AAPL"], allocation=50_000, strategy_id="a")
+    engine.manager.deploy("sma_cross", {"fast": 2, "slow": 3}, symbols=["MSFT"], allocation=50_000, strategy_id="b")
+    engine.manager.pause("b", actor="alice")
+    engine.risk.set_limits({"account": {"max_order_quantity": "500"}}, actor="alice", ts=1)
+    for i, px in enumerate([10.0, 11.0, 12.0, 11.0, 10.0, 9.0, 10.0, 12.0, 13.0, 12.0]):
+        engine.on_bar(_bar("AAPL", (i + 1) * NS, px))
+        engine.step()
+    hash_before = engine.kernel.state.state_hash()
+    orders_before = len(engine.kernel.state.orders)
+    assert orders_before > 0
+    _crash(engine)
+
+    again = _engine(sqlite_url, tmp_path)
+    assert again.kernel.state.state_hash() == hash_before
+    assert again.manager.state("a").value == "RUNNING" and again.manager.state("b").value == "PAUSED"
+    assert str(again.risk.config.account.max_order_quantity) == "500"
+    new_id = again.kernel.submit_order("manual", "AAPL", OrderSide.BUY, 1)
+    assert new_id not in list(again.kernel.state.orders)[:orders_before]  # ids are never reused
+    assert int(new_id.rsplit("-", 1)[1]) == orders_before + 1
+    again.shutdown()
