@@ -222,6 +222,9 @@ class PaperVenue:
         reopened venue decides the same way).
     venue: the prefix of venue order ids and trade ids; a ledger keeps the name it was created with.
     instruments: lot sizes per symbol for the volume limit.
+    fill_on_arrival: a marketable order trades when it arrives, at the last bar's close (as a paper
+        account of a broker fills against the current quote), instead of at the next bar's open
+        (the backtest convention, the default). The volume limit is that of the last bar.
     """
 
     def __init__(
@@ -236,6 +239,7 @@ class PaperVenue:
         seed: int = 0,
         venue: str = "PAPER",
         instruments: Mapping[str, Instrument] | None = None,
+        fill_on_arrival: bool = False,
     ) -> None:
         if not latency_ms >= 0 or latency_ms == float("inf"):
             raise ValueError(f"latency_ms must be a finite number >= 0, got {latency_ms}")
@@ -246,6 +250,8 @@ class PaperVenue:
         if not venue:
             raise ValueError("venue name must not be empty")
         self.fill_model = fill_model or FillModel()
+        self.fill_on_arrival = fill_on_arrival
+        self._last_bar: dict[str, Bar] = {}
         self.venue = venue
         self.latency_ns = round(latency_ms * _NS_PER_MS)
         self.participation = to_decimal(participation)
@@ -352,9 +358,14 @@ class PaperVenue:
     def on_bar(self, bar: Bar) -> None:
         """Move the clock to the bar, acknowledge arrived orders, match the symbol's working orders."""
         self.advance_to(bar.ts)
+        if self.fill_on_arrival:
+            self._last_bar[bar.symbol] = bar
         working = self._working.get(bar.symbol)
         if not working:
             return
+        self._match(bar, working)
+
+    def _match(self, bar: Bar, working: list[_VenueOrder]) -> None:
         available = self._capacity(bar)
         finished = False
         for rec in working:
@@ -551,7 +562,17 @@ class PaperVenue:
         rec.status = VenueStatus.WORKING.value
         rec.acknowledged = True
         self._report("on_accepted", rec.order_id, rec.venue_order_id)
-        self._working.setdefault(rec.symbol, []).append(rec)
+        working = self._working.setdefault(rec.symbol, [])
+        working.append(rec)
+        last = self._last_bar.get(rec.symbol) if self.fill_on_arrival else None
+        if last is not None:
+            # live-like paper trading: a marketable order trades on arrival at the last price,
+            # within the share of the last bar's volume; the rest works on the next bars
+            quote = Bar(rec.symbol, self.clock, last.close, last.close, last.close, last.close, last.volume)
+            mine = [rec]
+            self._match(quote, mine)
+            if not mine:
+                working.remove(rec)
 
     def _injected_reject(self, rec: _VenueOrder) -> str:
         if rec.symbol in self.reject_symbols:

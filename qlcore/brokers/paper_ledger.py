@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from qlcore.store.db import sqlite_synchronous
+
 SCHEMA_VERSION = "1"
 
 _SCHEMA = """
@@ -101,7 +103,7 @@ class PaperLedger:
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)  # one user at a time: the engine loop
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute(f"PRAGMA synchronous={sqlite_synchronous()}")
             self._conn.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             self._conn.close()

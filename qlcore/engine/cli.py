@@ -118,6 +118,9 @@ def engine_cmd(
     participation: Annotated[float, typer.Option(help="share of bar volume an order may fill")] = 1.0,
     fee_bps: Annotated[str, typer.Option(help="fee in basis points of notional")] = "0",
     reject_symbols: Annotated[str, typer.Option(help="comma-separated symbols the venue rejects (testing)")] = "",
+    next_bar_fills: Annotated[
+        bool, typer.Option("--next-bar-fills", help="fill at the next bar's open (backtest convention), not on arrival")
+    ] = False,
     demo: Annotated[bool, typer.Option(help="deploy the demo strategies into a new engine")] = False,
     exit_when_done: Annotated[bool, typer.Option(help="stop when the feed is exhausted")] = False,
     seed: Annotated[int, typer.Option(help="seed of the synthetic feed")] = 0,
@@ -146,6 +149,7 @@ def engine_cmd(
             participation=participation,
             fee_bps=Decimal(fee_bps),
             reject_symbols=frozenset(s.strip().upper() for s in reject_symbols.split(",") if s.strip()),
+            fill_on_arrival=not next_bar_fills,
             demo=demo,
             exit_when_done=exit_when_done,
             seed=seed,

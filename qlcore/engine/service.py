@@ -98,6 +98,7 @@ class EngineConfig:
     fee_bps: Decimal = Decimal(0)
     slippage_bps: Decimal = Decimal(0)
     reject_symbols: frozenset[str] = frozenset()
+    fill_on_arrival: bool = True  # paper fills at the last price on arrival; False: at the next bar's open
     poll_interval_s: float = 0.005  # idle sleep of the loop
     command_poll_s: float = 0.01  # how often the command table is read (a command waits at most this)
     heartbeat_s: float = 0.5
@@ -155,6 +156,7 @@ class EngineService:
             reject_symbols=frozenset(config.reject_symbols),
             seed=config.seed,
             instruments=self.instruments,
+            fill_on_arrival=config.fill_on_arrival,
         )
         self.writer = self.store.writer(config.stream, batch_size=10_000_000)  # commits only where the loop says
         self.client = ExecutionClient(

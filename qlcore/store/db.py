@@ -34,11 +34,22 @@ def resolve_url(url: str | None = None) -> str:
     return url
 
 
+SYNC_LEVELS = ("FULL", "NORMAL")
+
+
+def sqlite_synchronous() -> str:
+    """`QLCORE_SQLITE_SYNC`: FULL (the default: a commit survives power loss, one fsync each) or
+    NORMAL (a commit survives a crash of the process, not of the machine; no fsync per commit)."""
+    level = os.environ.get("QLCORE_SQLITE_SYNC", "FULL").upper()
+    if level not in SYNC_LEVELS:
+        raise ValueError(f"QLCORE_SQLITE_SYNC={level!r}: choose one of {', '.join(SYNC_LEVELS)}")
+    return level
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    # FULL: a committed batch survives power loss, not only a crash of the process
-    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute(f"PRAGMA synchronous={sqlite_synchronous()}")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
