@@ -16,7 +16,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 up: install
-	$(BIN)/qlcore demo
+	$(BIN)/qlcore up
+
+stress: install
+	QLCORE_STRESS_KILLS=$${QLCORE_STRESS_KILLS:-200} QLCORE_TEST_PG_URL=$${QLCORE_TEST_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} $(BIN)/python -m pytest -p no:cacheprovider -s tests/integration/test_engine_crash.py
 
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)

@@ -317,6 +317,18 @@ def demo(
 
 
 @app.command()
+def up(
+    port: Annotated[int, typer.Option(help="dashboard port")] = 5006,
+    speed: Annotated[float, typer.Option(help="engine feed speed: trading days per second")] = 5.0,
+    backtests: Annotated[bool, typer.Option(help="run the backtest demo first")] = True,
+) -> None:
+    """What `make up` runs: the backtest demo, then the paper engine, the scheduler and the dashboards until Ctrl-C."""
+    from qlcore.up import run_up
+
+    raise typer.Exit(run_up(port=port, speed=speed, demo_backtests=backtests, echo=typer.echo))
+
+
+@app.command()
 def parity(
     strategy: Annotated[str, typer.Option("--strategy", "-s", help="a strategy with a vectorized form (sma_cross, mean_reversion) or module:Class")],
     symbols: SymbolsOption = None,
@@ -356,6 +368,20 @@ def parity(
         raise typer.Exit(1)
 
 
+def _click_exception_modules() -> list[Any]:
+    """Usage errors come from click, or from the copy of click that newer typer versions carry."""
+    import click
+
+    modules: list[Any] = [click.exceptions]
+    try:
+        from typer import _click
+
+        modules.append(_click.exceptions)
+    except ImportError:
+        pass
+    return modules
+
+
 def main() -> None:
     try:
         # without standalone mode click returns the exit code of `raise typer.Exit(n)` instead of exiting
@@ -364,13 +390,12 @@ def main() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
+        for exceptions in _click_exception_modules():
+            if isinstance(exc, exceptions.ClickException):
+                exc.show()
+                sys.exit(exc.exit_code)
+            if isinstance(exc, exceptions.Abort):
+                sys.exit(130)
         if isinstance(exc, _known_errors()):
             msg = exc.args[0] if isinstance(exc, (KeyError, LookupError)) and exc.args else exc
             typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)

@@ -1,0 +1,107 @@
+"""`qlcore up` (what `make up` runs): the demo backtests, then the desk's services, until Ctrl-C.
+
+1. The backtest demo (`qlcore demo`): every built-in strategy on the embedded real data, stored,
+   replayed and verified, with an HTML report. Its runs are what the research page shows.
+2. Services, each its own process, with its output prefixed by its name:
+   - `qlcore engine --demo`: the paper engine, with demo strategies on the replayed real data;
+   - `qlcore scheduler`: the approved notebook jobs (a demo job is approved on first run);
+   - `qlcore serve`: the dashboards.
+3. Ctrl-C (or SIGTERM) stops every service cleanly (SIGINT to each, then wait), and a service
+   that dies takes the others down with a message, rather than leaving half a desk running.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Service:
+    name: str
+    args: list[str]
+    process: subprocess.Popen[str] | None = None
+
+
+def _qlcore() -> list[str]:
+    script = Path(sys.executable).with_name("qlcore")
+    return [str(script)] if script.exists() else [sys.executable, "-c", "from qlcore.cli import main; main()"]
+
+
+def _pump(service: Service, echo: Callable[[str], None]) -> None:
+    assert service.process is not None and service.process.stdout is not None
+    for line in service.process.stdout:
+        echo(f"[{service.name:9s}] {line.rstrip()}")
+
+
+def services(port: int, speed: float) -> list[Service]:
+    q = _qlcore()
+    out = [Service("engine", [*q, "engine", "--demo", "--speed", f"{speed:g}"])]
+    if (ROOT / "qlcore" / "ops" / "scheduler.py").exists():
+        out.append(Service("scheduler", [*q, "scheduler", "--demo"]))
+    if (ROOT / "qlcore" / "ui").is_dir():
+        out.append(Service("dashboard", [*q, "serve", "--port", str(port), "--no-browser"]))
+    return out
+
+
+def run_up(*, port: int = 5006, speed: float = 5.0, demo_backtests: bool = True, echo: Callable[[str], None] = print) -> int:
+    if demo_backtests:
+        from qlcore.demo import run_demo
+
+        run_demo(echo=echo)
+        echo("")
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    running = services(port, speed)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for service in running:
+        service.process = subprocess.Popen(
+            service.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+            env=env, start_new_session=True,  # our Ctrl-C is handled here, then passed on one by one
+        )
+        threading.Thread(target=_pump, args=(service, echo), daemon=True).start()
+        time.sleep(0.5)
+    echo("")
+    echo("Quantum Leap is up:")
+    echo("  engine     qlcore status | qlcore positions | qlcore strategy list | qlcore order list")
+    if any(s.name == "dashboard" for s in running):
+        echo(f"  dashboard  http://localhost:{port}/monitor  (control, research, audit beside it; login above)")
+    if any(s.name == "scheduler" for s in running):
+        echo("  jobs       qlcore jobs list | qlcore jobs history")
+    echo("  stop       Ctrl-C")
+    code = 0
+    while not stop.is_set():
+        for service in running:
+            assert service.process is not None
+            if service.process.poll() is not None:
+                echo(f"{service.name} exited with code {service.process.returncode}: stopping the others")
+                code = service.process.returncode or 1
+                stop.set()
+        stop.wait(0.5)
+    for service in running:
+        if service.process is not None and service.process.poll() is None:
+            service.process.send_signal(signal.SIGINT)
+    for service in running:
+        if service.process is None:
+            continue
+        try:
+            service.process.wait(20)
+        except subprocess.TimeoutExpired:
+            echo(f"{service.name} did not stop within 20 s: killing it")
+            service.process.kill()
+            service.process.wait()
+    echo("stopped.")
+    return code
