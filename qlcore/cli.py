@@ -394,7 +394,7 @@ def main() -> None:
             if isinstance(exc, exceptions.ClickException):
                 exc.show()
                 sys.exit(exc.exit_code)
-            if isinstance(exc, exceptions.Abort):
+            if isinstance(exc, getattr(exceptions, "Abort", ())):
                 sys.exit(130)
         if isinstance(exc, _known_errors()):
             msg = exc.args[0] if isinstance(exc, (KeyError, LookupError)) and exc.args else exc

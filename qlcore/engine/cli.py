@@ -229,9 +229,9 @@ def positions_cmd(
     from qlcore.cli import UserError
 
     _, snap = _snapshot(db, engine_id)
-    rows = [p for p in snap.get("positions", []) if Decimal(p["quantity"]) != 0 or by == "strategy"]
+    rows = snap.get("positions", [])
     if by == "instrument":
-        rows = _by_instrument(rows)
+        rows = snap.get("positions_by_instrument", [])
     elif by == "account":
         rows = [snap.get("account", {})]
     elif by != "strategy":
@@ -245,15 +245,6 @@ def positions_cmd(
         "account": ["equity", "cash", "realized_pnl", "unrealized_pnl", "fees", "gross_exposure", "net_exposure", "buying_power"],
     }[by]
     _table(rows, columns)
-
-
-def _by_instrument(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out: dict[str, dict[str, Decimal]] = {}
-    for p in rows:
-        acc = out.setdefault(p["symbol"], {k: Decimal(0) for k in ("quantity", "market_value", "unrealized_pnl", "realized_pnl")})
-        for k in acc:
-            acc[k] += Decimal(p[k])
-    return [{"symbol": s, **{k: str(v) for k, v in acc.items()}} for s, acc in sorted(out.items())]
 
 
 def flatten_cmd(

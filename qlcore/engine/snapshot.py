@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from qlcore.model.money import ZERO, canonical
+from qlcore.portfolio.positions import position_view
 
 if TYPE_CHECKING:
     from qlcore.engine.service import EngineService
@@ -30,60 +31,50 @@ def _ratio(value: float) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else round(value, 6)
 
 
-def marked_equity(state: TradingState) -> Decimal:
-    """Cash plus positions at their marks; a position without a mark yet counts at its average cost."""
-    total = state.cash
+def _marks(state: TradingState) -> dict[str, Decimal]:
+    """The state's marks; a position without a mark yet is valued at its average cost."""
+    marks = dict(state.marks)
     for (_sid, symbol), pos in state.positions.items():
-        if pos.quantity:
-            mark = state.marks.get(symbol) or pos.avg_price or ZERO
-            total += pos.market_value(mark)
-    return total
+        if pos.quantity and symbol not in marks:
+            marks[symbol] = pos.avg_price or ZERO
+    return marks
+
+
+def marked_equity(state: TradingState) -> Decimal:
+    """Cash plus positions at their marks (average cost where no mark is known yet)."""
+    marks = _marks(state)
+    return state.cash + sum(
+        (pos.market_value(marks[sym]) for (_sid, sym), pos in state.positions.items() if pos.quantity), ZERO
+    )
+
+
+def _money_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: _money(Decimal(v)) if k in _MONEY and v is not None else v for k, v in row.items()}
+
+
+_MONEY = frozenset(
+    {"avg_price", "cost", "market_value", "unrealized_pnl", "realized_pnl", "fees", "crossed_pnl", "cash",
+     "equity", "gross_exposure", "net_exposure", "buying_power"}
+)
 
 
 def build_snapshot(engine: EngineService) -> dict[str, Any]:
     kernel = engine.kernel
     state = kernel.state
-    marks = state.marks
-    positions = []
-    gross = net = unrealized = realized = ZERO
-    for (sid, symbol), pos in sorted(state.positions.items()):
-        mark = marks.get(symbol)
-        priced = mark if mark is not None else (pos.avg_price or ZERO)
-        upnl = pos.unrealized_pnl(priced) if pos.quantity else ZERO
-        value = pos.market_value(priced)
-        gross += abs(value)
-        net += value
-        unrealized += upnl
-        realized += pos.realized_pnl
-        if pos.quantity or pos.realized_pnl:
-            avg = pos.avg_price
-            positions.append(
-                {
-                    "strategy_id": sid,
-                    "symbol": symbol,
-                    "quantity": canonical(pos.quantity),
-                    "avg_price": None if avg is None else _money(avg),
-                    "mark": None if mark is None else canonical(mark),
-                    "market_value": _money(value),
-                    "unrealized_pnl": _money(upnl),
-                    "realized_pnl": _money(pos.realized_pnl),
-                }
-            )
-    equity = marked_equity(state)
+    view = position_view(state, _marks(state)).to_rows()
+    keep = lambda row: Decimal(row["quantity"]) != 0 or Decimal(row["realized_pnl"]) != 0  # noqa: E731
+    positions = [_money_row(r) for r in view["by_strategy"] if keep(r)]
+    by_instrument = [_money_row(r) for r in view["by_instrument"] if keep(r)]
+    acct = view["account"]
+    equity = Decimal(acct["equity"])
     first_equity = Decimal(engine.equity_curve[0][1]) if engine.equity_curve else equity
     account_mode = engine.trading_mode()
     account = {
         "mode": account_mode[0],
         "mode_reason": account_mode[1],
-        "cash": _money(state.cash),
-        "equity": _money(equity),
-        "realized_pnl": _money(realized),
-        "unrealized_pnl": _money(unrealized),
-        "fees": _money(state.fees),
+        **_money_row({k: acct[k] for k in ("cash", "equity", "unrealized_pnl", "realized_pnl", "fees",
+                                            "gross_exposure", "net_exposure", "buying_power")}),
         "pnl_today": _money(equity - first_equity),
-        "gross_exposure": _money(gross),
-        "net_exposure": _money(net),
-        "buying_power": _money(max(equity - gross, ZERO)),
     }
     manager = engine.manager
     strategies = []
@@ -156,6 +147,7 @@ def build_snapshot(engine: EngineService) -> dict[str, Any]:
         "equity_curve": [[ts, value] for ts, value in engine.equity_curve],
         "strategies": strategies,
         "positions": positions,
+        "positions_by_instrument": by_instrument,
         "orders": order_rows,
         "fills": fills,
         "risk": {"limits": engine.limit_utilisation(), "denials": dict(engine.risk.denials)},
