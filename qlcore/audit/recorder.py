@@ -72,6 +72,7 @@ class AuditRecorder:
         self.stream = stream
         self._strategy_of: dict[str, str] = {}  # order id -> strategy id
         self._positions: dict[tuple[str, str], Position] = {}
+        self.skip: frozenset[type] = frozenset()  # event types not worth an entry (e.g. marks every second)
 
     # --- wiring --------------------------------------------------------------------------------
     def attach(self, kernel: Kernel) -> None:
@@ -99,9 +100,11 @@ class AuditRecorder:
     def subject(self, order_id: str) -> str:
         return f"{self.stream}/{order_id}" if self.stream else order_id
 
-    def on_event(self, event: Event) -> AuditEntry:
-        """Record one event (a bus handler)."""
+    def on_event(self, event: Event) -> AuditEntry | None:
+        """Record one event (a bus handler); None for a type in `skip`."""
         et = type(event)
+        if et in self.skip:
+            return None
         if et is RiskLimitsChanged:
             return self._limits_changed(event)  # type: ignore[arg-type]
         if et is RunStarted and not self.stream:

@@ -69,7 +69,7 @@ class CommandHandlers:
             log.exception("command %s (%s) failed", command.id, command.kind)
             accepted, reason = False, f"internal error: {type(exc).__name__}: {exc}"
             engine.alert("error", "commands", f"command {command.id} ({command.kind}) failed: {reason}")
-        engine.complete(command.id, command.kind, command.user, accepted, reason)
+        engine.complete(command, accepted, reason)
         return accepted, reason
 
     # --- strategies -------------------------------------------------------------------------------

@@ -33,9 +33,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from qlcore.audit.log import AuditConflict, AuditLog
+from qlcore.audit.recorder import AuditRecorder
 from qlcore.brokers.paper import PaperVenue
 from qlcore.brokers.simulated import FillModel
-from qlcore.control.commands import CommandQueue
+from qlcore.control.commands import Command, CommandQueue
 from qlcore.data.feed import Feed, ReplayFeed, SyntheticIntradayFeed
 from qlcore.data.quality import IngestionGate, QualityConfig
 from qlcore.engine.clock import BacktestClock
@@ -183,6 +187,9 @@ class EngineService:
         self.monitors = RiskMonitors(self.kernel, self.modes, monitor_config)
         self.monitors.attach()
         self.manager.event_listeners.append(self._on_lifecycle)
+        # the audit trail: orders, fills, risk decisions, limit, mode and lifecycle changes, commands
+        self.audit = AuditRecorder(AuditLog(engine=self.db, batch_size=10**9), stream=config.stream)
+        self.audit.skip = frozenset({MarksUpdated, CommandCompleted})  # commands get their own entry
         self.gate = IngestionGate(
             QualityConfig(interval_ns=None if config.feed == "replay" else NS, stale_after_seconds=None, source=config.feed),
             _MarketClock(self.clock),
@@ -241,14 +248,17 @@ class EngineService:
         rebuilt = rebuild(self)
         self.resume_ts = rebuilt.resume_ts
         fresh = rebuilt.events == 0
+        # lifecycle and limit changes from now on go to the log, everything to the audit trail
+        self.manager.event_listeners.append(self.writer.append)
+        self.risk.event_listeners.append(self.writer.append)
+        self.audit.attach(self.kernel)
+        self.audit.watch(self.risk)
         self.kernel.emit(EngineStarted(self.clock.now, self.config.engine_id, "paper", _pid(), rebuilt.describe()))
         if fresh:
             self.kernel.emit(AccountFunded(self.clock.now, "main", self.config.initial_cash))
-        # lifecycle and limit changes from now on go to the log
-        self.manager.event_listeners.append(self.writer.append)
-        self.risk.event_listeners.append(self.writer.append)
         self.reconciliation = reconcile(self)
         self.writer.flush()
+        self._flush_audit()
         if self.reconciliation.passed:
             self.state = RUNNING
         else:
@@ -333,6 +343,7 @@ class EngineService:
             self.manager.sample()
             self.kernel.emit(EngineStopped(self.clock.now, self.config.engine_id, self._stop_reason))
             self.writer.flush()
+            self._flush_audit()
         finally:
             self.state = STOPPED
             self._beat(force=True)
@@ -356,16 +367,37 @@ class EngineService:
         self.venue.flush()  # the venue commits, then reports: acknowledgements, fills
         self.client.poll()  # after the reports: only a venue that stays silent times an order out
         self.writer.flush()
+        if self.audit.log.pending:
+            self._flush_audit()
         for command, (accepted, reason) in zip(commands, outcomes, strict=True):
             self.queue.complete(command.id, accepted, reason, consumer=self.config.engine_id)
         self._beat()
         return bool(commands or bars or self.kernel.events_emitted != before)
 
-    def complete(self, command_id: int, kind: str, user: str, accepted: bool, reason: str) -> None:
-        """Record a command's outcome in the log (with the events its action produced)."""
+    def complete(self, command: Command, accepted: bool, reason: str) -> None:
+        """Record a command's outcome in the log (with the events its action produced) and the audit trail."""
         self.counters.commands += 1
-        self.counters.last_command_id = max(self.counters.last_command_id, command_id)
-        self.kernel.emit(CommandCompleted(self.clock.now, command_id, kind, user, accepted, reason))
+        self.counters.last_command_id = max(self.counters.last_command_id, command.id)
+        self.kernel.emit(CommandCompleted(self.clock.now, command.id, command.kind, command.user, accepted, reason))
+        outcome = ("accepted: " if accepted else "refused: ") + reason
+        params = {**command.payload, "command_id": command.id}
+        self.audit.log.record(
+            f"user:{command.user}", f"command.{command.kind}", _command_subject(self.audit, params),
+            {"params": params, "outcome": outcome}, ts=self.clock.now,
+        )
+
+    def _flush_audit(self) -> None:
+        """Commit the audit entries of this turn; another writer (a dashboard) may have appended
+        meanwhile, and then ours are chained again after its entries."""
+        log = self.audit.log
+        for _ in range(20):
+            try:
+                log.flush()
+                return
+            except AuditConflict as conflict:
+                for e in conflict.unwritten:
+                    log.record(e.actor, e.action, e.subject, orjson.loads(e.details), ts=e.ts)
+        raise RuntimeError("audit log: 20 conflicts in a row with other writers")
 
     def _poll_bars(self) -> int:
         if self.feed is None or self.state != RUNNING:
@@ -505,6 +537,14 @@ class _SkipUntil:
     @property
     def exhausted(self) -> bool:
         return self.inner.exhausted
+
+
+def _command_subject(recorder: AuditRecorder, params: dict[str, Any]) -> str:
+    order_id = params.get("order_id")
+    if order_id:
+        return recorder.subject(str(order_id))
+    sid = params.get("strategy_id")
+    return f"strategy/{sid}" if sid else "account"
 
 
 def _text(value: Any) -> str | None:

@@ -159,3 +159,26 @@ def test_a_command_reaches_a_running_engine_within_100_ms(sqlite_url, tmp_path):
     finally:
         engine.stop()
         thread.join(10)
+
+
+def test_the_audit_trail_has_every_command_with_its_user_and_an_order_s_lineage(rig):
+    from qlcore.audit.log import AuditLog
+    from qlcore.audit.trace import trace
+
+    engine, queue = rig
+    for _ in range(2):
+        engine.step()
+    ok = _send(engine, queue, "bob", "order.submit", {"strategy_id": "desk", "symbol": "IBM", "side": "BUY", "quantity": "3"}, turns=2)
+    order_id = ok.reason.split()[1]
+    bad = _send(engine, queue, "eve", "order.cancel", {"order_id": "nope"})
+    assert bad.status == "refused"
+
+    log = AuditLog(engine.url)
+    assert log.verify().ok
+    commands = [(e.actor, e.action, "refused" in e.data["outcome"]) for e in log.entries() if e.action.startswith("command.")]
+    assert ("user:bob", "command.order.submit", False) in commands
+    assert ("user:eve", "command.order.cancel", True) in commands
+    actions = [e.action for e in log.entries(subject=f"{engine.config.stream}/{order_id}")]
+    assert actions[:2] == ["order.initialized", "risk.passed"] and "order.filled" in actions
+    lineage = trace(log, order_id)
+    assert len(lineage) == 1 and lineage[0].strategy_id == "desk" and len(lineage[0].fills) == 1
