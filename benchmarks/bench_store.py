@@ -13,7 +13,11 @@ symbol, Decimal prices, quantities and fees). They are built before the clock st
 PostgreSQL runs when `QLCORE_TEST_PG_URL` is set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test),
 in a fresh schema that is dropped afterwards.
 
-    python benchmarks/bench_store.py [--events N] [--repeat K] [--batch-size B] [--json PATH]
+With `--breakdown` it also times replay's steps on a SQLite file, batch by batch as replay runs
+them (best of 3 per step): fetching the rows, checking order and checksums, unpacking the payloads
+into events, folding them into a `TradingState`; and a whole `replay` for comparison.
+
+    python benchmarks/bench_store.py [--events N] [--repeat K] [--batch-size B] [--breakdown] [--json PATH]
 """
 
 from __future__ import annotations
@@ -27,12 +31,15 @@ import sys
 import tempfile
 import time
 import uuid
+import zlib
 from decimal import Decimal
 from pathlib import Path
 
 from qlcore.engine.gcpause import gc_paused
 from qlcore.events import EventStore
+from qlcore.events.codec import unpack_many
 from qlcore.events.replay import replay
+from qlcore.events.store import _fetch, chain_start
 from qlcore.events.types import (
     AccountFunded,
     Event,
@@ -165,6 +172,57 @@ def postgres_runs(base: str, events: list[Event], batch_size: int, want: str, re
         admin.dispose()
 
 
+def _timed_steps(store: EventStore, stream: str) -> dict[str, float]:
+    """Seconds spent in each step of a replay, batch by batch as `iter_batches` and `replay` do them."""
+    clock = time.perf_counter
+    spent = dict.fromkeys(("fetch", "check", "unpack", "fold"), 0.0)
+    state = TradingState()
+    apply = state.apply
+    previous, expected = chain_start(stream), 1
+    with gc_paused(), store.engine.connect() as conn:
+        batches = _fetch(conn, stream, 1, 1000)
+        while True:
+            t0 = clock()
+            rows = next(batches, None)
+            t1 = clock()
+            spent["fetch"] += t1 - t0
+            if rows is None:
+                break
+            seqs, payloads, checksums = zip(*rows, strict=True)
+            assert seqs[0] == expected and seqs[-1] == expected + len(rows) - 1
+            assert zlib.crc32("".join(payloads).encode(), previous) == checksums[-1]
+            previous, expected = checksums[-1], expected + len(rows)
+            t2 = clock()
+            events = unpack_many(payloads)
+            t3 = clock()
+            for event in events:
+                apply(event)
+            spent["unpack"] += t3 - t2
+            spent["check"] += t2 - t1
+            spent["fold"] += clock() - t3
+    return spent
+
+
+def replay_breakdown(events: list[Event], where: Path | None, repeat: int = 3) -> dict:
+    """Microseconds per event of each step of replay (the best of `repeat` per step), and of a whole replay."""
+    with tempfile.TemporaryDirectory(prefix="qlbench-", dir=where) as tmp:
+        store = EventStore(f"sqlite:///{Path(tmp) / 'events.db'}")
+        try:
+            with store.writer("breakdown") as writer:
+                writer.extend(events)
+            runs = [_timed_steps(store, "breakdown") for _ in range(repeat)]
+            whole = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                replay(store, "breakdown")
+                whole.append(time.perf_counter() - started)
+        finally:
+            store.engine.dispose()
+    per_event = {step: min(r[step] for r in runs) / len(events) * 1e6 for step in runs[0]}
+    per_event["replay"] = min(whole) / len(events) * 1e6
+    return per_event
+
+
 def report(r: dict) -> None:
     def mark(ok: bool) -> str:
         return "ok" if ok else "MISSED"
@@ -194,6 +252,16 @@ def report(r: dict) -> None:
     print(f"expected state hash {r['expected_hash'][:16]}...")
     if "postgresql" not in r:
         print("PostgreSQL: skipped (QLCORE_TEST_PG_URL is not set)")
+    b = r.get("breakdown")
+    if b is not None:
+        parts = ("fetch", "check", "unpack", "fold")
+        rest = b["replay"] - sum(b[p] for p in parts)
+        print(
+            "replay steps on SQLite, µs per event (best of 3 each): "
+            + ", ".join(f"{p} {b[p]:.2f}" for p in parts)
+            + f"; whole replay {b['replay']:.2f} ({1e6 / b['replay']:,.0f}/s), "
+            f"of which loops, interleaving and the collector {rest:.2f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dir", type=Path, help="folder for the SQLite file (default: the system temp folder)"
     )
+    parser.add_argument("--breakdown", action="store_true", help="also time replay's steps one by one")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     args = parser.parse_args(argv)
     repeat = max(1, args.repeat)
@@ -232,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     pg = os.environ.get("QLCORE_TEST_PG_URL")
     if pg:
         result["postgresql"] = postgres_runs(pg, events, args.batch_size, want, repeat)
+    if args.breakdown:
+        result["breakdown"] = replay_breakdown(events, args.dir)
     report(result)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from qlcore.engine.gcpause import gc_paused
 from qlcore.events.store import CorruptEventLog, EventStore
-from qlcore.events.types import RunFinished
+from qlcore.events.types import Event, RunFinished
 from qlcore.model.state import TradingState
 
 
@@ -29,22 +29,21 @@ class ReplayResult:
 def replay(store: EventStore, stream: str) -> ReplayResult:
     """Fold every event of `stream` into a fresh state. A bad log raises `CorruptEventLog` and no state escapes."""
     state = TradingState()
-    recorded: str | None = None
-    last = 0
     apply = state.apply
-    event = None
+    last = 0
+    event: Event | None = None
     with gc_paused():
         for seqs, events in store.iter_batches(stream):
-            i = 0
             try:
-                for i, event in enumerate(events):  # noqa: B007 - i names the failing event below
+                for event in events:
                     apply(event)
             except Exception as exc:
-                raise CorruptEventLog(stream, seqs[i], f"cannot apply {type(event).__name__}: {exc}") from None
+                # found by identity: two equal events can sit in one batch
+                seq = next(s for s, e in zip(seqs, events, strict=True) if e is event)
+                raise CorruptEventLog(stream, seq, f"cannot apply {type(event).__name__}: {exc}") from None
             last = seqs[-1]
     if last == 0:
         raise LookupError(f"no events stored for {stream!r}")
-    if type(event) is RunFinished:
-        # a finished run's last event carries the live state hash (RunFinished itself changes nothing)
-        recorded = event.state_hash
+    # a finished run's last event carries the live state hash (RunFinished itself changes nothing)
+    recorded = event.state_hash if type(event) is RunFinished else None
     return ReplayResult(stream, state, last, last, recorded)

@@ -1,9 +1,26 @@
 """The append-only event store on SQLAlchemy 2 (SQLite by default, PostgreSQL by URL).
 
 Each stream (a backtest run, an engine) has gap-free sequence numbers 1, 2, 3, ... assigned by its
-single writer. Rows carry a CRC-32 of stream, sequence, type and payload, so that a corrupted row is
-found on read and named by its sequence number. Writes are batched: one transaction (one fsync on
-SQLite) per `batch_size` events; `flush` commits the rest.
+single writer. Writes are batched: one transaction (one fsync on SQLite) per `batch_size` events;
+`flush` commits the rest.
+
+A row is (stream, seq, ts, type, payload, checksum):
+
+* `payload` is the packed event (`codec.pack`): a JSON array of the type name and the field values,
+  so the payload alone says what the event is; `type` is a copy of the name for queries and people;
+* `checksum` is a chained CRC-32: the CRC of the row's UTF-8 payload continued from the previous
+  row's checksum (from the CRC of the stream name for seq 1). Each checksum therefore vouches for
+  the whole stream up to its row, so a batch of rows is checked with one `crc32` over its
+  payloads joined, compared with the batch's last checksum. Only when that fails are the rows
+  walked one by one, to name the first bad one.
+
+A reader refuses, naming the first bad sequence number, a gap or repeat in the sequence, a payload
+or checksum edited or damaged, and a payload that does not decode. Every payload is covered by the
+batch check; a checksum inside a batch is only used to locate a bad payload, so damage to that
+number alone (its payload intact) is noticed only by a read that starts right after it.
+
+This format replaced JSON-object payloads with a per-row CRC of "stream, seq, type, payload"
+(2026-11, before any production data); rows in the old format fail the checksum check at seq 1.
 """
 from __future__ import annotations
 
@@ -11,11 +28,12 @@ import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 
-from qlcore.events.codec import EventDecodeError, decode, encode
+from qlcore.events.codec import EventDecodeError, pack, unpack, unpack_many
 from qlcore.events.types import Event
 from qlcore.store.db import connect
 from qlcore.store.tables import events as events_table
@@ -33,8 +51,14 @@ class StoreConflict(Exception):
     """Another writer appended to the same stream."""
 
 
-def checksum(stream: str, seq: int, type_name: str, payload: str) -> int:
-    return zlib.crc32(f"{stream}\x1f{seq}\x1f{type_name}\x1f{payload}".encode())
+def chain_start(stream: str) -> int:
+    """The checksum a stream's chain starts from (the one 'before' seq 1)."""
+    return zlib.crc32(stream.encode())
+
+
+def checksum(previous: int, payload: str) -> int:
+    """The checksum of a row: its payload's CRC-32 continued from the previous row's checksum."""
+    return zlib.crc32(payload.encode(), previous)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +82,8 @@ class EventStore:
 
     def writer(self, stream: str, *, batch_size: int = 1000) -> StreamWriter:
         """The writer of `stream`, continuing after its last stored sequence number."""
-        return StreamWriter(self, stream, self.last_seq(stream), batch_size)
+        last = self.last_seq(stream)
+        return StreamWriter(self, stream, last, self._chain_value(stream, last), batch_size)
 
     def last_seq(self, stream: str) -> int:
         with self.engine.connect() as conn:
@@ -66,6 +91,15 @@ class EventStore:
                 select(func.max(events_table.c.seq)).where(events_table.c.stream == stream)
             ).scalar()
         return int(value or 0)
+
+    def _chain_value(self, stream: str, seq: int) -> int | None:
+        """The stored checksum of `seq` (the chain's start for 0); None when that row is missing."""
+        if seq == 0:
+            return chain_start(stream)
+        c = events_table.c
+        with self.engine.connect() as conn:
+            value = conn.execute(select(c.checksum).where(c.stream == stream, c.seq == seq)).scalar()
+        return None if value is None else int(value)
 
     def count(self, stream: str) -> int:
         with self.engine.connect() as conn:
@@ -80,116 +114,119 @@ class EventStore:
         with self.engine.connect() as conn:
             return [r[0] for r in conn.execute(select(events_table.c.stream).distinct())]
 
-    def read(self, stream: str, *, from_seq: int = 1, chunk: int = 20_000) -> Iterator[StoredEvent]:
+    def read(self, stream: str, *, from_seq: int = 1, chunk: int = 1000) -> Iterator[StoredEvent]:
         """Yield the stream's events in order, checking that it is gap-free and intact."""
         for seq, event in self.iter_events(stream, from_seq=from_seq, chunk=chunk):
             yield StoredEvent(seq, event)
 
-    def iter_events(self, stream: str, *, from_seq: int = 1, chunk: int = 20_000) -> Iterator[tuple[int, Event]]:
+    def iter_events(self, stream: str, *, from_seq: int = 1, chunk: int = 1000) -> Iterator[tuple[int, Event]]:
         """(seq, event) pairs in order; raises `CorruptEventLog` at the first gap, bad checksum or bad payload."""
         for seqs, events in self.iter_batches(stream, from_seq=from_seq, chunk=chunk):
             yield from zip(seqs, events, strict=True)
 
     def iter_batches(
-        self, stream: str, *, from_seq: int = 1, chunk: int = 20_000
+        self, stream: str, *, from_seq: int = 1, chunk: int = 1000
     ) -> Iterator[tuple[range, list[Event]]]:
-        """Checked events in chunks, as (sequence numbers, events): the fast path for replay.
+        """Checked events in batches of up to `chunk`, as (sequence numbers, events): the fast path for replay.
 
-        The first gap, repeated number, checksum mismatch or undecodable payload raises
-        `CorruptEventLog` naming its sequence number.
+        Nothing of a batch is yielded before all of it is checked. The first gap, repeated number,
+        checksum mismatch or undecodable payload raises `CorruptEventLog` naming its sequence number.
         """
+        if from_seq < 1:
+            raise ValueError(f"from_seq must be >= 1, got {from_seq}")
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        previous = self._chain_value(stream, from_seq - 1)
         with self.engine.connect() as conn:
-            for first, types, payloads in _checked_chunks(conn, stream, from_seq, chunk):
-                yield range(first, first + len(types)), _decode_chunk(stream, first, types, payloads)
+            expected = from_seq
+            for rows in _fetch(conn, stream, from_seq, chunk):
+                if previous is None:
+                    raise CorruptEventLog(stream, from_seq - 1, "row missing: the checksum chain cannot be followed")
+                seqs, payloads, checksums = zip(*rows, strict=True)
+                # ORDER BY seq and the (stream, seq) unique key make the numbers strictly increasing,
+                # so the first and last number tell whether the batch is gap-free
+                in_order = seqs[0] == expected and seqs[-1] == expected + len(rows) - 1
+                if not in_order or zlib.crc32("".join(payloads).encode(), previous) != checksums[-1]:
+                    _raise_first_bad(stream, rows, expected, previous)
+                try:
+                    events = unpack_many(payloads)
+                except EventDecodeError as exc:
+                    raise CorruptEventLog(stream, seqs[exc.index or 0], str(exc)) from None
+                yield range(expected, expected + len(rows)), events
+                expected += len(rows)
+                previous = checksums[-1]
 
     def events(self, stream: str) -> list[Event]:
         return [s.event for s in self.read(stream)]
 
 
-def _checked_chunks(conn, stream: str, from_seq: int, chunk: int) -> Iterator[tuple[int, tuple[str, ...], tuple[str, ...]]]:
-    """(first seq, type names, payloads) of each chunk, after checking order and checksums."""
-    # the driver's own cursor: SQLAlchemy's Row objects would cost more than the decoding
+def _fetch(conn: Any, stream: str, from_seq: int, chunk: int) -> Iterator[list[tuple[int, str, int]]]:
+    """The stream's rows as (seq, payload, checksum), `chunk` at a time, through the driver's own cursor.
+
+    SQLAlchemy's Row objects would cost more than decoding the events. PostgreSQL reads through a
+    server-side cursor, so that a long stream is not held in memory at once.
+    """
     ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     sql = (
-        f"SELECT seq, type, payload, checksum FROM {events_table.name} "
+        f"SELECT seq, payload, checksum FROM {events_table.name} "
         f"WHERE stream = {ph} AND seq >= {ph} ORDER BY seq"
     )
     raw = conn.connection.driver_connection
     server_side = conn.dialect.name == "postgresql"
     cursor = raw.cursor(name=f"replay_{os.getpid()}") if server_side else raw.cursor()
-    cursor.execute(sql, (stream, from_seq))
-    prefix = f"{stream}\x1f"
-    crc32 = zlib.crc32
-    expected = from_seq
     try:
+        cursor.execute(sql, (stream, from_seq))
         while rows := cursor.fetchmany(chunk):
-            start = expected
-            for seq, type_name, payload, crc in rows:
-                if seq != expected or crc32(f"{prefix}{seq}\x1f{type_name}\x1f{payload}".encode()) != crc:
-                    _check_rows(stream, rows, start)  # raises, naming the first bad row
-                    raise AssertionError("unreachable: _check_rows found nothing wrong")
-                expected += 1
-            _, types, payloads, _ = zip(*rows, strict=True)
-            yield start, types, payloads
+            yield rows
     finally:
         cursor.close()
 
 
-def _decode_chunk(stream: str, first: int, types: tuple[str, ...], payloads: tuple[str, ...]) -> list[Event]:
-    events: list[Event] = []
-    append = events.append
-    try:
-        for type_name, payload in zip(types, payloads, strict=True):
-            append(decode(type_name, payload))
-    except EventDecodeError as exc:
-        raise CorruptEventLog(stream, first + len(events), str(exc)) from None
-    return events
-
-
-def _check_rows(stream: str, rows: list[tuple], expected: int) -> list[Event]:
-    """The slow path: walk a chunk row by row and raise at the first bad one."""
-    events = []
-    for seq, type_name, payload, crc in rows:
+def _raise_first_bad(stream: str, rows: list[tuple[int, str, int]], expected: int, previous: int) -> None:
+    """The slow path: walk a batch that failed its check row by row and raise at the first bad row."""
+    for seq, payload, crc in rows:
         if seq != expected:
             if seq < expected:
                 raise CorruptEventLog(stream, seq, "sequence number repeated")
             missing = f"{expected}" if seq == expected + 1 else f"{expected}..{seq - 1}"
             raise CorruptEventLog(stream, expected, f"gap: seq {missing} missing before {seq}")
-        if checksum(stream, seq, type_name, payload) != crc:
+        if checksum(previous, payload) != crc:
             raise CorruptEventLog(stream, seq, "checksum mismatch (row edited or damaged)")
         try:
-            events.append(decode(type_name, payload))
+            unpack(payload)
         except EventDecodeError as exc:
             raise CorruptEventLog(stream, seq, str(exc)) from None
         expected += 1
-    return events
+        previous = crc
+    raise AssertionError("unreachable: a batch failed its check but every row passes")
 
 
 class StreamWriter:
     """Appends events to one stream, committing in batches."""
 
-    def __init__(self, store: EventStore, stream: str, last_seq: int, batch_size: int) -> None:
+    def __init__(self, store: EventStore, stream: str, last_seq: int, last_checksum: int | None, batch_size: int) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if last_checksum is None:
+            raise CorruptEventLog(stream, last_seq, "last row has no checksum to continue the chain from")
         self.store = store
         self.stream = stream
-        self.seq = last_seq
+        self.seq = self.committed_seq = last_seq
+        self._chain = self._committed_chain = last_checksum
         self.batch_size = batch_size
         self._buffer: list[tuple] = []
-        self._prefix = f"{stream}\x1f"
-        self.committed_seq = last_seq
 
     def append(self, event: Event) -> int:
         """Encode and buffer one event; return its sequence number. Commits when the batch is full."""
-        type_name, payload_bytes = encode(event)
-        payload = payload_bytes.decode()
+        payload = pack(event)
         self.seq += 1
-        seq = self.seq
-        crc = zlib.crc32(f"{self._prefix}{seq}\x1f{type_name}\x1f{payload}".encode())
-        self._buffer.append((self.stream, seq, event.ts, type_name, payload, crc))  # type: ignore[attr-defined]
+        self._chain = zlib.crc32(payload, self._chain)
+        self._buffer.append(
+            (self.stream, self.seq, event.ts, type(event).__name__, payload.decode(), self._chain)  # type: ignore[attr-defined]
+        )
         if len(self._buffer) >= self.batch_size:
             self.flush()
-        return seq
+        return self.seq
 
     def extend(self, events: list[Event]) -> int:
         for event in events:
@@ -205,15 +242,20 @@ class StreamWriter:
             with self.store.engine.begin() as conn:
                 conn.exec_driver_sql(self.store.insert_sql, rows)
         except IntegrityError as exc:
-            self.seq = self.committed_seq
+            self._roll_back()
             raise StoreConflict(
                 f"stream {self.stream!r}: seq {rows[0][1]}..{rows[-1][1]} already stored "
                 f"(another writer on the same stream?): {exc.orig}"
             ) from None
         except Exception:
-            self.seq = self.committed_seq
+            self._roll_back()
             raise
         self.committed_seq = rows[-1][1]
+        self._committed_chain = rows[-1][5]
+
+    def _roll_back(self) -> None:
+        self.seq = self.committed_seq
+        self._chain = self._committed_chain
 
     @property
     def pending(self) -> int:

@@ -142,7 +142,7 @@ class Order:
         """Apply one event. Return False when it is a fill already applied (same trade id)."""
         et = type(event)
         if et is OrderFilled:
-            return self._fill(event)  # type: ignore[arg-type]
+            return self.fill(event)  # type: ignore[arg-type]
         try:
             target = TRANSITIONS[(self.status, et)]
         except KeyError:
@@ -162,27 +162,31 @@ class Order:
         self.ts_last = event.ts  # type: ignore[attr-defined]
         return True
 
-    def _fill(self, event: OrderFilled) -> bool:
-        if event.trade_id in self.trade_ids:
+    def fill(self, event: OrderFilled) -> bool:
+        """Apply a fill (what `apply` does with an `OrderFilled`). Return False for a trade id already applied."""
+        trade_id = event.trade_id
+        trade_ids = self.trade_ids
+        if trade_id in trade_ids:
             return False
+        status = self.status
         try:
-            target = TRANSITIONS[(self.status, OrderFilled)]
+            target = TRANSITIONS[(status, OrderFilled)]
         except KeyError:
-            raise InvalidOrderTransition(self.order_id, self.status, event) from None
+            raise InvalidOrderTransition(self.order_id, status, event) from None
         qty = event.quantity
-        if qty <= 0:
-            raise InvalidOrderTransition(self.order_id, self.status, event, "fill quantity <= 0")
+        if qty <= ZERO:
+            raise InvalidOrderTransition(self.order_id, status, event, "fill quantity <= 0")
         if qty > self.quantity - self.filled_quantity:
             raise InvalidOrderTransition(
-                self.order_id, self.status, event, f"overfill: {qty} > leaves {self.leaves_quantity}"
+                self.order_id, status, event, f"overfill: {qty} > leaves {self.leaves_quantity}"
             )
-        self.trade_ids.add(event.trade_id)
-        self.filled_quantity += qty
+        trade_ids.add(trade_id)
+        self.filled_quantity = filled = self.filled_quantity + qty
         self.notional_filled += qty * event.price
         self.fees += event.fee
-        if self.status is OrderStatus.PENDING_CANCEL:
+        if status is OrderStatus.PENDING_CANCEL:
             self._before_cancel = OrderStatus.PARTIALLY_FILLED
-        if self.filled_quantity == self.quantity:
+        if filled == self.quantity:
             target = OrderStatus.FILLED
         self.status = target  # type: ignore[assignment]
         self.ts_last = event.ts

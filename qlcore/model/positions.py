@@ -38,11 +38,13 @@ class Position:
         realized = ZERO
         self.fees += fee
         self.trades += 1
-        if qty and (qty > 0) != (signed_quantity > 0):
+        buying = signed_quantity > ZERO
+        if qty and (qty > ZERO) != buying:
             # reducing, closing or flipping
-            closing = min(abs(signed_quantity), abs(qty))
-            removed = self.cost if closing == abs(qty) else self.cost * closing / abs(qty)
-            signed_closing = closing if signed_quantity > 0 else -closing
+            held = abs(qty)
+            closing = min(abs(signed_quantity), held)
+            removed = self.cost if closing == held else self.cost * closing / held
+            signed_closing = closing if buying else -closing
             realized = -signed_closing * price - removed
             self.cost -= removed
             qty += signed_closing

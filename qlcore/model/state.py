@@ -95,16 +95,19 @@ class TradingState:
         order = self.orders.get(event.order_id)
         if order is None:
             raise UnknownOrderError(event.order_id, event)
-        if not order.apply(event):
+        if not order.fill(event):
             return False  # the same trade id again: applied once only
-        signed = event.quantity if event.side is OrderSide.BUY else -event.quantity
+        quantity = event.quantity
+        price = event.price
+        fee = event.fee
+        signed = quantity if event.side is OrderSide.BUY else -quantity
         key = (event.strategy_id, event.symbol)
         pos = self.positions.get(key)
         if pos is None:
             pos = self.positions[key] = Position(event.strategy_id, event.symbol)
-        pos.apply_fill(signed, event.price, event.fee)
-        self.cash -= signed * event.price + event.fee
-        self.fees += event.fee
+        pos.apply_fill(signed, price, fee)
+        self.cash -= signed * price + fee
+        self.fees += fee
         return True
 
     def _on_funded(self, event: AccountFunded) -> bool:

@@ -43,7 +43,7 @@ def test_replay_verify_fails_on_a_tampered_log_and_names_the_row(tmp_path):
     out = qlcore("backtest", "-s", "sma_cross", "--symbols", "IBM", "--json", data_dir=tmp_path)
     run_id = json.loads(out.stdout)["run_id"]
     with sqlite3.connect(tmp_path / "qlcore.db") as conn:
-        conn.execute("UPDATE events SET payload = replace(payload, '\"quantity\":\"100\"', '\"quantity\":\"1000\"') WHERE stream = ? AND seq = 7", (run_id,))
+        conn.execute("UPDATE events SET payload = replace(payload, ',\"100\",', ',\"1000\",') WHERE stream = ? AND seq = 7", (run_id,))
     proc = qlcore("replay", "--verify", run_id, data_dir=tmp_path, check=False)
     assert proc.returncode == 2
     assert f"event log '{run_id}' is corrupt at seq 7: checksum mismatch" in proc.stderr

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qlcore.events.codec import EventDecodeError, decode, encode
+from qlcore.events.codec import EventDecodeError, decode, encode, pack, unpack, unpack_many
 from qlcore.events.types import EVENT_TYPES, Event, OrderFilled
 from qlcore.model.enums import OrderSide
 from qlcore.model.money import to_decimal
@@ -93,6 +93,14 @@ def test_every_event_type_round_trips_to_an_equal_event_with_the_same_exponents(
     # and decoding from text rather than bytes gives the same
     assert decode(name, payload.decode()) == event
 
+    # the store's packed form keeps the same values, exponents included
+    packed = pack(event)
+    assert orjson.loads(packed)[0] == type_name
+    for back in (unpack(packed), unpack(packed.decode()), unpack_many([packed])[0]):
+        assert type(back) is cls and back == event
+        for f in dataclasses.fields(cls):
+            assert exact(getattr(back, f.name)) == exact(getattr(event, f.name)), f.name
+
 
 def test_decimal_exponents_survive_a_round_trip():
     event = OrderFilled(
@@ -170,6 +178,64 @@ def test_json_number_for_a_decimal_field_is_refused_or_read_exactly():
     except EventDecodeError:
         return
     assert event.price == D("0.1")
+
+
+# --- packed payloads (the event store's) that do not unpack --------------------------------------
+
+
+def packed_fill(**changes: object) -> bytes:
+    """The packed payload of FILL with fields replaced by name."""
+    data = orjson.loads(pack(FILL))
+    names = [f.name for f in dataclasses.fields(OrderFilled)]
+    for key, value in changes.items():
+        data[1 + names.index(key)] = value
+    return orjson.dumps(data)
+
+
+def test_packed_payload_is_the_type_name_then_the_fields_in_order():
+    assert orjson.loads(pack(FILL)) == ["OrderFilled", 1, "O-1", "T-1", "s", "AAPL", "BUY", "10", "101.25", "0.50"]
+
+
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        (b"{not json", "not JSON"),
+        (b"", "not JSON"),
+        (b"[]", "not a JSON array starting with an event type name"),
+        (b'{"ts": 1}', "not a JSON array starting with an event type name"),
+        (b"[1, 2]", "not a JSON array starting with an event type name"),
+        (b'["OrderTeleported", 1]', "unknown event type 'OrderTeleported'"),
+        (b'["OrderFilled", 1, "O-1"]', r"OrderFilled: 2 values for 9 fields \(ts, order_id, trade_id"),
+        (packed_fill(price="abc"), "OrderFilled: InvalidOperation"),
+        (packed_fill(price=0.1), "OrderFilled: .*'price': a Decimal must be stored as a string, got 0.1"),
+        (packed_fill(fee=None), "OrderFilled: .*'fee': a Decimal must be stored as a string"),
+        (packed_fill(side="HOLD"), "OrderFilled: KeyError: 'HOLD'"),
+    ],
+    ids=["broken", "empty", "empty-array", "object", "no-type-name", "unknown-type", "too-few-values",
+         "garbage-decimal", "float-decimal", "null-decimal", "unknown-enum-value"],
+)
+def test_bad_packed_payload_raises_saying_what_is_wrong(payload, reason):
+    with pytest.raises(EventDecodeError, match=reason):
+        unpack(payload)
+
+
+def test_optional_decimal_stored_as_a_number_is_refused():
+    from qlcore.events.types import OrderInitialized
+    from qlcore.model.enums import OrderType
+
+    order = OrderInitialized(1, "O-1", "s", "AAPL", OrderSide.BUY, OrderType.LIMIT, D(1), D("1.5"))
+    data = orjson.loads(pack(order))
+    data[8] = 1.5  # price
+    with pytest.raises(EventDecodeError, match="'price': a Decimal must be stored as a string"):
+        unpack(orjson.dumps(data))
+
+
+def test_unpack_many_names_the_index_of_the_first_bad_payload():
+    good = pack(FILL)
+    with pytest.raises(EventDecodeError, match="OrderFilled: 2 values") as err:
+        unpack_many([good, good, b'["OrderFilled", 1, "O-1"]', b"garbage"])
+    assert err.value.index == 2
+    assert unpack_many([good, good]) == [FILL, FILL]
 
 
 # --- to_decimal ----------------------------------------------------------------------------------

@@ -1,9 +1,13 @@
 """The append-only event store and replay, on a real SQLite file and on PostgreSQL."""
 from __future__ import annotations
 
+import tempfile
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from qlcore.engine import BacktestConfig, BacktestEngine
@@ -140,19 +144,108 @@ def test_gap_in_the_log_is_refused_naming_the_first_missing_sequence(store, stor
         replay(store, "t")
 
 
-def test_undecodable_event_with_valid_checksum_is_refused(store):
-    from qlcore.events.store import checksum
+def _insert_raw(store, stream: str, seq: int, payload: str, crc: int) -> None:
     from qlcore.store.tables import events as events_table
 
-    _write(store, n=1)
-    bad = '{"ts": 1}'
     with store.engine.begin() as conn:
         conn.execute(
             events_table.insert(),
-            [{"stream": "t", "seq": 6, "ts": 1, "type": "OrderFilled", "payload": bad, "checksum": checksum("t", 6, "OrderFilled", bad)}],
+            [{"stream": stream, "seq": seq, "ts": 1, "type": "OrderFilled", "payload": payload, "checksum": crc}],
         )
-    with pytest.raises(CorruptEventLog, match="at seq 6: OrderFilled"):
+
+
+def _stored_checksum(store, stream: str, seq: int) -> int:
+    with store.engine.connect() as conn:
+        return conn.execute(text(f"SELECT checksum FROM events WHERE stream = '{stream}' AND seq = {seq}")).scalar_one()
+
+
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        ('["OrderFilled", 1]', "OrderFilled: 1 values for 9 fields"),
+        ('{"ts": 1}', "not a JSON array"),
+        ('["OrderTeleported", 1]', "unknown event type 'OrderTeleported'"),
+        ("[1, 2", "not JSON"),
+    ],
+    ids=["short", "object", "unknown-type", "broken-json"],
+)
+def test_undecodable_event_with_valid_checksum_is_refused(store, payload, reason):
+    from qlcore.events.store import checksum
+
+    _write(store, n=1)
+    _insert_raw(store, "t", 6, payload, checksum(_stored_checksum(store, "t", 5), payload))
+    with pytest.raises(CorruptEventLog, match=rf"at seq 6: .*{reason}") as err:
         replay(store, "t")
+    assert err.value.seq == 6
+
+
+@pytest.mark.parametrize("seq", [10, 41])
+def test_edited_checksum_that_closes_a_batch_is_refused_naming_its_sequence(store, store_url, seq):
+    # a batch is checked against its last checksum; the ones inside it only locate a bad payload
+    _write(store)  # 41 events
+    _tamper(store_url, f"UPDATE events SET checksum = checksum + 1 WHERE stream = 't' AND seq = {seq}")
+    with pytest.raises(CorruptEventLog, match=f"at seq {seq}: checksum mismatch"):
+        list(store.iter_events("t", chunk=5))
+
+
+def test_row_rewritten_with_its_own_checksum_breaks_the_chain_at_the_next_row(store, store_url):
+    from qlcore.events.store import checksum
+
+    _write(store)
+    forged = '["OrderSubmitted", 3, "O-1"]'
+    crc = checksum(_stored_checksum(store, "t", 2), forged)
+    _tamper(store_url, f"UPDATE events SET payload = '{forged}', checksum = {crc} WHERE stream = 't' AND seq = 3")
+    with pytest.raises(CorruptEventLog, match="at seq 4: checksum mismatch"):
+        replay(store, "t")
+
+
+def test_bad_row_deep_in_a_batch_is_named_and_no_event_of_its_batch_is_delivered(store, store_url):
+    with store.writer("big") as w:
+        w.extend(order_events(700))  # 2,800 events: batches of 1,000
+    _tamper(store_url, "UPDATE events SET payload = REPLACE(payload, '101.25', '1.25') WHERE stream = 'big' AND seq = 1700")
+    delivered: list[int] = []
+    with pytest.raises(CorruptEventLog, match="at seq 1700: checksum mismatch"):
+        for seqs, events in store.iter_batches("big", chunk=1000):
+            assert len(seqs) == len(events)
+            delivered += seqs
+    assert delivered == list(range(1, 1001))
+
+
+def test_reading_from_a_later_sequence_follows_the_chain_from_there(store):
+    events = [AccountFunded(0, "main", D(1000)), *order_events(5)]
+    with store.writer("f", batch_size=4) as w:
+        w.extend(events)
+    assert [(s.seq, s.event) for s in store.read("f", from_seq=7, chunk=3)] == list(enumerate(events, 1))[6:]
+
+
+def test_a_continued_stream_reads_back_whole_and_checked(store):
+    with store.writer("x") as w:
+        w.extend(order_events(2))
+    with store.writer("x") as w:
+        w.extend(order_events(2, start=3))
+    assert [e.order_id for e in store.events("x")] == [f"O-{i}" for i in (1, 2, 3, 4) for _ in range(4)]
+
+
+def test_a_writer_that_lost_a_conflict_continues_the_chain_from_the_last_commit(store):
+    a = store.writer("k", batch_size=100)
+    b = store.writer("k", batch_size=100)
+    a.extend(order_events(1))
+    a.flush()
+    b.extend(order_events(1, start=2))
+    with pytest.raises(StoreConflict):
+        b.flush()
+    fresh = store.writer("k")
+    fresh.extend(order_events(1, start=3))
+    fresh.flush()
+    assert [e.order_id for e in store.events("k")] == ["O-1"] * 4 + ["O-3"] * 4
+
+
+def test_stored_payload_is_the_packed_array_with_decimals_as_strings(store):
+    with store.writer("p") as w:
+        w.append(AccountFunded(7, "main", D("1000.50")))
+    with store.engine.connect() as conn:
+        row = conn.execute(text("SELECT type, payload FROM events WHERE stream = 'p'")).one()
+    assert tuple(row) == ("AccountFunded", '["AccountFunded",7,"main","1000.50","USD"]')
 
 
 def test_event_that_breaks_the_order_state_machine_is_refused_naming_it(store):
@@ -181,3 +274,47 @@ def test_gap_at_a_chunk_boundary_is_found(store, store_url, missing):
     _tamper(store_url, f"DELETE FROM events WHERE stream = 't' AND seq = {missing}")
     with pytest.raises(CorruptEventLog, match=f"at seq {missing}: gap"):
         list(store.iter_events("t", chunk=5))
+
+
+# --- any damage anywhere: the first bad row is named and nothing of its batch is delivered -------
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    n_orders=st.integers(1, 40),
+    batch_size=st.integers(1, 50),
+    chunk=st.integers(1, 60),
+    damage=st.sampled_from(["payload", "delete", "delete-run"]),
+    where=st.floats(0, 1, exclude_max=True),
+)
+def test_damaged_row_anywhere_is_named_and_only_whole_earlier_batches_are_delivered(
+    n_orders, batch_size, chunk, damage, where
+):
+    events = order_events(n_orders)
+    bad = 1 + int(where * len(events))
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'events.db'}"
+        store = EventStore(url)
+        try:
+            with store.writer("h", batch_size=batch_size) as w:
+                w.extend(events)
+            if damage == "payload":  # a trailing space: still valid JSON, but not what was written
+                _tamper(url, f"UPDATE events SET payload = payload || ' ' WHERE seq = {bad}")
+            else:
+                last = bad + 2 if damage == "delete-run" else bad
+                _tamper(url, f"DELETE FROM events WHERE seq BETWEEN {bad} AND {last}")
+            delivered: list[int] = []
+            try:
+                for seqs, batch in store.iter_batches("h", chunk=chunk):
+                    assert batch == events[seqs[0] - 1 : seqs[-1]]
+                    delivered += seqs
+            except CorruptEventLog as exc:
+                assert exc.seq == bad
+                assert ("checksum mismatch" if damage == "payload" else "gap") in exc.reason
+            else:
+                # deleting the last rows leaves a shorter log that is whole as far as it goes
+                assert damage != "payload" and bad + (2 if damage == "delete-run" else 0) >= len(events)
+            assert delivered == list(range(1, len(delivered) + 1))
+            assert len(delivered) < bad
+        finally:
+            store.engine.dispose()
