@@ -124,7 +124,7 @@ class CommandHandlers:
             p.get("price"),
             p.get("trigger_price"),
             TimeInForce(p.get("time_in_force") or TimeInForce.GTC),
-            tags=f"command:{c.id}",
+            tags=_tags(c),
         )
         order = kernel.state.orders[order_id]
         if order.status is OrderStatus.DENIED:
@@ -176,6 +176,16 @@ def flatten_positions(engine: EngineService, *, strategy_id: str | None = None, 
         side = OrderSide.SELL if pos.quantity > 0 else OrderSide.BUY
         ids.append(kernel.submit_order(sid, sym, side, abs(pos.quantity), OrderType.MARKET, tags="flatten"))
     return ids
+
+
+def _tags(c: Command) -> str:
+    """An order's provenance: its command, and the scheduled job and approved notebook hash that sent it."""
+    tags = [f"command:{c.id}"]
+    if c.payload.get("job_id"):
+        tags.append(f"job:{c.payload['job_id']}")
+    if c.payload.get("code_hash"):
+        tags.append(f"hash:{c.payload['code_hash']}")
+    return " ".join(tags)
 
 
 def _merge_strategy_limits(current: dict[str, Any], strategy_id: str, limits: dict[str, Any]) -> dict[str, Any]:

@@ -144,7 +144,7 @@ def _crash_and_check(url: str, tmp_path: Path, kills: int, seed: int) -> dict[st
     assert {s: q for s, q in net.items() if q} == {s: q for s, q in venue_positions.items() if q}
 
     by_command = Counter(
-        e.tags for e in events if type(e) is OrderInitialized and e.tags.startswith("command:")
+        e.tags.split()[0] for e in events if type(e) is OrderInitialized and e.tags.startswith("command:")
     )
     assert max(by_command.values(), default=1) == 1, "a command made two orders"
     for command_id in submitted:

@@ -182,3 +182,13 @@ def test_the_audit_trail_has_every_command_with_its_user_and_an_order_s_lineage(
     assert actions[:2] == ["order.initialized", "risk.passed"] and "order.filled" in actions
     lineage = trace(log, order_id)
     assert len(lineage) == 1 and lineage[0].strategy_id == "desk" and len(lineage[0].fills) == 1
+
+
+def test_an_order_from_a_scheduled_job_carries_the_job_and_the_approved_hash(rig):
+    engine, queue = rig
+    engine.step()
+    payload = {"strategy_id": "rebalance-job", "symbol": "MSFT", "side": "BUY", "quantity": "4",
+               "job_id": "daily-rebalance", "code_hash": "ab12cd34"}
+    ok = _send(engine, queue, "scheduler", "order.submit", payload)
+    order = engine.kernel.state.orders[ok.reason.split()[1]]
+    assert order.tags == f"command:{ok.id} job:daily-rebalance hash:ab12cd34"
