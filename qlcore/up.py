@@ -80,7 +80,7 @@ def run_up(*, port: int = 5006, speed: float = 5.0, demo_backtests: bool = True,
     if any(s.name == "dashboard" for s in running):
         echo(f"  dashboard  http://localhost:{port}/monitor  (control, research, audit beside it; login above)")
     if any(s.name == "scheduler" for s in running):
-        echo("  jobs       qlcore jobs list | qlcore jobs history")
+        echo("  jobs       qlcore jobs list --schedules-dir data/demo/schedules | qlcore jobs history | qlcore jobs alerts")
     echo("  stop       Ctrl-C")
     code = 0
     while not stop.is_set():

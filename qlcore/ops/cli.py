@@ -1,5 +1,7 @@
 """`qlcore submit|approve|reject|revoke|submissions`: the review gate between a notebook and a live job.
 
+`qlcore scheduler` and `qlcore jobs ...` (`qlcore.ops.jobs_cli`) run what was approved.
+
 `register(app)` adds the commands at the top level of the `qlcore` command (as the issue spells
 them); `ops_app` holds the same commands for use as a sub-command group. Heavy imports happen
 inside the commands, so that `qlcore --help` stays quick.
@@ -80,6 +82,8 @@ def approve_cmd(
     timeout: Annotated[int, typer.Option(help="seconds a scheduled run may take")] = 600,
     retries: Annotated[int, typer.Option(help="retries of a failed scheduled run")] = 0,
     allow_self_approval: Annotated[bool, typer.Option("--allow-self-approval", help="let the author approve")] = False,
+    all_days: Annotated[bool, typer.Option("--all-days", help="fire on every day the cron names, not only on "
+                                                              "exchange trading days")] = False,
     db: Db = None,
     schedules_dir: SchedulesDir = None,
 ) -> None:
@@ -91,7 +95,8 @@ def approve_cmd(
     limits = {k: _number_or_text(v) for k, v in _parse_params(limit or [], "--limit").items()}
     with _user_errors():
         record = approve(submission, reviewer, schedule, mode, limits, allow_self_approval, job_id=job_id,
-                         timeout_s=timeout, retries=retries, db=db, schedules_dir=schedules_dir)
+                         timeout_s=timeout, retries=retries, trading_days_only=not all_days, db=db,
+                         schedules_dir=schedules_dir)
     file = schedule_path(schedules_dir or DEFAULT_SCHEDULES_DIR, record.job_id)
     typer.secho(f"approved {submission} as job {record.job_id} (version {record.version})", fg=typer.colors.GREEN)
     typer.echo(f"  hash {record.approved_hash}, cron '{record.cron}' {record.timezone}, mode {record.mode}")
@@ -154,6 +159,10 @@ for _name, _fn in COMMANDS.items():
 
 
 def register(app: typer.Typer) -> None:
-    """Add the review commands at the top level of `app` (``qlcore submit ...``)."""
+    """Add the review commands at the top level of `app` (``qlcore submit ...``), `scheduler` and `jobs`."""
+    from qlcore.ops.jobs_cli import jobs_app, scheduler_cmd
+
     for name, fn in COMMANDS.items():
         app.command(name)(fn)
+    app.command("scheduler")(scheduler_cmd)
+    app.add_typer(jobs_app, name="jobs")

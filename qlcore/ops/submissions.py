@@ -22,6 +22,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from qlcore.audit.log import AuditLog
 from qlcore.ops.notebooks import inspect_notebook, notebook_hash, validate_params
+from qlcore.ops.outputs import check_outputs
 from qlcore.ops.schedules import (
     TIMEZONE,
     ScheduleRecord,
@@ -102,6 +103,10 @@ def submit(
 ) -> Submission:
     """Run the notebook with `params` through papermill and store the submission (succeeded or failed).
 
+    The run also checks the saved outputs of cells marked ``# NBVAL_CHECK_OUTPUT`` (``--nbval-lax``
+    semantics, `qlcore.ops.outputs`; with non-default parameters that needs a second run with the
+    defaults); the verdict is ``results["nbval"]`` and a mismatch fails the submission, cells named.
+
     Bad input (no parameters cell, unknown or mistyped parameter, a secret) raises before anything
     runs. A notebook that raises or times out is not an exception here: the submission is stored
     with status ``failed`` and the error, and its output notebook is kept.
@@ -111,7 +116,8 @@ def submit(
     author = _name(author, "author")
     nb_path = Path(path).resolve()
     try:
-        values = validate_params(inspect_notebook(nb_path), params)
+        declared = inspect_notebook(nb_path)
+        values = validate_params(declared, params)
         params_json = json.dumps(values, sort_keys=True)
     except (ValueError, TypeError, FileNotFoundError) as exc:
         audit.record(author, "submission.refused", f"notebook/{notebook_ref(nb_path)}", {"reason": str(exc)})
@@ -132,6 +138,11 @@ def submit(
 
     error = _execute(nb_path, output, values, timeout_s, start_timeout_s)
     results = _results(output)
+    if error is None:
+        nbval = _nbval(nb_path, output, declared.defaults, values, timeout_s, start_timeout_s)
+        results = {**(results or {}), "nbval": nbval}
+        if not nbval["passed"]:
+            error = "nbval: " + "; ".join(nbval["failures"].values())
     step = "fail" if error else "succeed"
     _move(engine, sub_id, step, results=json.dumps(results, sort_keys=True) if results is not None else None, error=error)
     audit.record(author, f"submission.{TRANSITIONS[('running', step)]}", f"submission/{sub_id}",
@@ -153,6 +164,23 @@ def _execute(nb_path: Path, output: Path, params: dict[str, Any], timeout_s: int
         kind = "timeout" if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__ else type(exc).__name__
         return f"{kind}: {exc}"
     return None
+
+
+def _nbval(nb_path: Path, output: Path, defaults: dict[str, Any], values: dict[str, Any], timeout_s: int,
+           start_timeout_s: int) -> dict[str, Any]:
+    """The saved-outputs check (``--nbval-lax``): the notebook, with its own parameters, reproduces its outputs.
+
+    The saved outputs belong to the defaults, so the submission's run is compared when its parameters
+    are the defaults; otherwise the notebook runs once more with its defaults for the check.
+    """
+    if all(defaults.get(k) == v for k, v in values.items()):
+        return {**check_outputs(nb_path, output).as_dict(), "run": "submission"}
+    check_run = output.with_name("nbval.ipynb")
+    error = _execute(nb_path, check_run, {}, timeout_s, start_timeout_s)
+    if error:
+        return {"passed": False, "checked_cells": [], "run": "defaults",
+                "failures": {"run": f"with its default parameters the notebook fails: {error}"}}
+    return {**check_outputs(nb_path, check_run).as_dict(), "run": "defaults"}
 
 
 def _results(output: Path) -> dict[str, Any] | None:
@@ -199,6 +227,7 @@ def approve(
     job_id: str | None = None,
     timeout_s: int = 600,
     retries: int = 0,
+    trading_days_only: bool = True,
     db: str | Engine | None = None,
     schedules_dir: Path | None = None,
 ) -> ScheduleRecord:
@@ -231,8 +260,8 @@ def approve(
         record = ScheduleRecord(
             job_id=job_id, version=previous + 1, status="active", submission_id=sub.id, notebook=sub.notebook,
             approved_hash=sub.code_hash, mode=mode, cron=cron, reviewer=reviewer, author=sub.author,
-            approved_at=_now(), timezone=TIMEZONE, trading_days_only=True, timeout_s=timeout_s, retries=retries,
-            concurrency=1, params=sub.params, limits=dict(limits or {}),
+            approved_at=_now(), timezone=TIMEZONE, trading_days_only=trading_days_only, timeout_s=timeout_s,
+            retries=retries, concurrency=1, params=sub.params, limits=dict(limits or {}),
         )
         record.to_toml()  # values TOML cannot hold fail here, before anything is stored
         _move(engine, sub.id, "approve")

@@ -152,3 +152,50 @@ engine_status = Table(
     Column("heartbeat_at", BigInteger, nullable=False),
     Column("snapshot", Text, nullable=False),
 )
+
+# --- scheduled notebook runs (qlcore.ops.runs, qlcore.ops.scheduler) -------------------------------
+# One row per attempt of a scheduled (or run-now) job: running -> succeeded | failed | timeout, or
+# refused at the gate (never ran). A refused, failed or timed-out row is also the job's alert.
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("job_id", String(128), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("trigger", String(16), nullable=False),  # schedule | manual
+    Column("status", String(16), nullable=False),
+    Column("started_at", String(32), nullable=False),
+    Column("finished_at", String(32)),
+    Column("duration_ms", BigInteger),
+    Column("approved_hash", String(64), nullable=False),
+    Column("code_hash", String(64), nullable=False),  # as found at the gate ("" if the notebook is missing)
+    Column("failing_cell", Integer),
+    Column("error", Text),
+    Column("output_path", Text),
+    Column("params", Text, nullable=False),
+    Index("ix_job_runs_job_started", "job_id", "started_at"),
+)
+
+# Operational switches per job that outlive a scheduler restart (pause / resume).
+job_controls = Table(
+    "job_controls",
+    metadata,
+    Column("job_id", String(128), primary_key=True),
+    Column("paused", Integer, nullable=False),
+    Column("changed_by", String(128), nullable=False),
+    Column("changed_at", String(32), nullable=False),
+    Column("reason", Text),
+)
+
+# The single scheduler's lease: who holds it (pid, host, a random owner id) and its last heartbeat
+# (wall-clock ns). A second scheduler refuses to start while the heartbeat is fresh.
+scheduler_lease = Table(
+    "scheduler_lease",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("heartbeat_at", BigInteger, nullable=False),
+)

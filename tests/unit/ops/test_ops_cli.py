@@ -43,4 +43,6 @@ def test_approve_of_an_unknown_submission_and_an_empty_list(tmp_path):
 
 def test_every_review_command_is_registered():
     names = {c.name for c in make_app().registered_commands}
-    assert names == {"submit", "approve", "reject", "revoke", "submissions"}
+    assert names == {"submit", "approve", "reject", "revoke", "submissions", "scheduler"}
+    groups = {g.name: {c.name for c in g.typer_instance.registered_commands} for g in make_app().registered_groups}
+    assert groups == {"jobs": {"list", "history", "run-now", "pause", "resume", "alerts"}}

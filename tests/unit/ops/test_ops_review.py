@@ -164,7 +164,8 @@ def test_submit_runs_the_notebook_and_stores_its_results(succeeded):
     assert sub.status == "succeeded" and sub.error is None
     assert sub.code_hash == notebook_hash(nb)
     assert sub.params == {"fast": 7, "symbols": ["IBM", "MSFT"]}
-    assert sub.results == {"results": {"fast": 7, "double": 14, "label": "demo", "symbols": ["IBM", "MSFT"]}}
+    assert sub.results == {"results": {"fast": 7, "double": 14, "label": "demo", "symbols": ["IBM", "MSFT"]},
+                           "nbval": {"passed": True, "checked_cells": [], "failures": {}, "run": "defaults"}}
     assert Path(sub.output_path).name == "output.ipynb" and Path(sub.output_path).parent.name == sub.id
     assert Path(sub.output_path).parent.parent.name == "submissions" and Path(sub.output_path).is_file()
     store = AuditLog(engine=connect(f"sqlite:///{nb.parent / 'q.db'}"))
