@@ -1,5 +1,8 @@
 """Run every benchmark (each in its own subprocess), print figures against targets, save them.
 
+Backtest vs backtrader, the event store, the paper engine's order path and 500 strategies, the
+pre-trade risk chain, the scheduler.
+
     python benchmarks/run_all.py [--quick] [--repeat K] [--strict] [--json PATH]
 
 `--quick`: 100,000 bars and 50,000 events, a smoke check (targets are set for the full sizes).
@@ -82,6 +85,41 @@ def summary(bt: dict, st: dict) -> list[dict]:
     return [{"figure": f, "value": v, "target": t, "met": m} for f, v, t, m in rows]
 
 
+def service_summary(extra: dict) -> list[dict]:
+    """Rows for the paper engine, the risk chain and the scheduler (those that ran)."""
+    rows: list[tuple] = []
+    eng = extra.get("engine")
+    if eng:
+        s, p = eng["order path, sustained"], eng["order path, paced"]
+        n = eng.get("order path, paced, synchronous=NORMAL")
+        rows += [
+            ("engine durable orders/s (sustained)", s["orders_per_s"], ">= 5,000", s["orders_per_s"] >= 5000),
+            ("engine order latency p50 ms, 1,000/s", p["p50_ms"], "", None),
+            ("engine order latency p99 ms, 1,000/s", p["p99_ms"], "<= 2", p["p99_ms"] <= 2),
+        ]
+        if n:
+            rows.append(("  same, synchronous=NORMAL, p99 ms", n["p99_ms"], "", None))
+        c = eng["command path, paced"]
+        rows.append(("command -> outcome p99 ms (100/s)", c["p99_ms"], "< 100", c["p99_ms"] < 100))
+        rt = eng.get("500 strategies, real time")
+        if rt:
+            rows.append(("500 strategies x 50 symbols, core share", rt["core_share"], "< 0.5", rt["core_share"] < 0.5 and rt["kept_up"]))
+    risk = extra.get("risk")
+    if risk:
+        a = risk["attached"]
+        rows += [
+            ("risk chain p50 us", a["p50_us"], "<= 20", a["p50_us"] <= 20),
+            ("risk chain p99 us", a["p99_us"], "", None),
+        ]
+    sched = extra.get("scheduler")
+    if sched:
+        o, q = sched["overhead"], sched["punctuality"]
+        rows.append(("scheduled run overhead p50 s", o["p50_s"], "<= 3", o["p50_s"] <= 3))
+        if not q.get("skipped"):
+            rows.append(("scheduler misfires", q["misfires"], "0", q["misfires"] == 0 and q["ok"]))
+    return [{"figure": f, "value": v, "target": t, "met": m} for f, v, t, m in rows]
+
+
 def _fmt(value: object) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -118,8 +156,20 @@ def main(argv: list[str] | None = None) -> int:
         run("bench_store.py", ["--events", str(sizes["events"]), *repeat], st_json)
         bt = json.loads(bt_json.read_text())  # written even when a check failed
         st = json.loads(st_json.read_text())
+        extra: dict = {}
+        services = [
+            ("engine", "bench_engine.py", ["--orders", "10000", "--paced", "2000", "--commands", "200", "--steps", "200",
+                                           "--realtime", "10"] if args.quick else []),
+            ("risk", "bench_risk.py", ["--orders", "5000"] if args.quick else []),
+            ("scheduler", "bench_scheduler.py", ["--runs", "5", "--fires", "0"] if args.quick else []),
+        ]
+        for name, script, script_args in services:
+            out = Path(tmp) / f"{name}.json"
+            run(script, script_args, out)
+            if out.exists():
+                extra.update(json.loads(out.read_text()) if name != "engine" else {"engine": json.loads(out.read_text())})
 
-    rows = summary(bt, st)
+    rows = summary(bt, st) + service_summary(extra)
     title = f"summary ({'quick' if args.quick else 'full'}: {sizes['bars']:,} bars, {sizes['events']:,} events)"
     print_table(rows, title)
     result = {
@@ -134,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": rows,
         "backtest": bt,
         "store": st,
+        **extra,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
