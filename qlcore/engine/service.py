@@ -41,6 +41,7 @@ from qlcore.brokers.paper import PaperVenue
 from qlcore.brokers.simulated import FillModel
 from qlcore.control.commands import Command, CommandQueue
 from qlcore.data.feed import Feed, ReplayFeed, SyntheticIntradayFeed
+from qlcore.data.conditions import RegimeConfig, VolatilityMonitor
 from qlcore.data.quality import IngestionGate, QualityConfig
 from qlcore.engine.clock import BacktestClock
 from qlcore.engine.kernel import Kernel
@@ -196,6 +197,9 @@ class EngineService:
             sink=self._emit_fact,
             symbols=config.symbols,
         )
+        # market conditions: realized volatility regimes per symbol (daily bars, or 1-second bars)
+        bars_per_year = 252.0 if config.feed == "replay" else 252.0 * 23_400
+        self.conditions = VolatilityMonitor(RegimeConfig(bars_per_year=bars_per_year), sink=self._emit_fact)
         self._feed = feed
         self.feed: Feed | None = None
         self.state = RECONCILING
@@ -424,6 +428,7 @@ class EngineService:
         self.counters.bars += 1
         self.client.on_bar(bar)  # the venue matches working orders first (fills at this bar's prices)
         self.risk.on_bar(bar)
+        self.conditions.on_bar(bar)
         self.monitors.on_bar(bar, evaluate=False)  # evaluated once per step, on its MarksUpdated
         self.manager.on_bar(bar)
         self.guard.run_pending()

@@ -159,6 +159,7 @@ def build_snapshot(engine: EngineService) -> dict[str, Any]:
             "steps": counters.steps,
             "quarantined": engine.quarantined,
             "stale": sorted(engine.stale_symbols),
+            "regimes": {s: engine.conditions.regime(s) for s in engine.config.symbols},
             "exhausted": bool(engine.feed is not None and engine.feed.exhausted),
         },
         "broker": {"venue": engine.venue.venue, "connected": True, "working_orders": engine.venue.working_count},

@@ -192,3 +192,36 @@ def test_an_order_from_a_scheduled_job_carries_the_job_and_the_approved_hash(rig
     ok = _send(engine, queue, "scheduler", "order.submit", payload)
     order = engine.kernel.state.orders[ok.reason.split()[1]]
     assert order.tags == f"command:{ok.id} job:daily-rebalance hash:ab12cd34"
+
+
+def test_bad_bars_are_quarantined_in_the_log_and_never_reach_the_strategies(sqlite_url, tmp_path):
+    from qlcore.data.feed import Fault, FaultKind, SymbolSeed, SyntheticIntradayFeed
+    from qlcore.events.facts import DataGap, DataQuarantined
+
+    seen: list = []
+    faults = [
+        Fault(FaultKind.SPIKE, 40, "AAA", size=0.5),
+        Fault(FaultKind.OHLC, 50, "AAA"),
+        Fault(FaultKind.DUPLICATE, 60, "AAA"),
+        Fault(FaultKind.OUT_OF_ORDER, 70, "AAA", length=3),
+        Fault(FaultKind.GAP, 80, "AAA", length=2),
+    ]
+    feed = SyntheticIntradayFeed([SymbolSeed("AAA", 100.0, 0.02)], start_ts=1_700_000_000_000_000_000, n_bars=120,
+                                 step_seconds=0.0005, faults=faults)
+    clean = [b for step in SyntheticIntradayFeed([SymbolSeed("AAA", 100.0, 0.02)], start_ts=1_700_000_000_000_000_000,
+                                                n_bars=120).clean_bars() for b in step]
+    engine = EngineService(EngineConfig(engine_id=TARGET, url=sqlite_url, venue_path=tmp_path / "v.sqlite", symbols=("AAA",),
+                                        feed="synthetic", speed=2000.0, exit_when_done=True), feed=feed)
+    engine.start()
+    original = engine.manager.on_bar  # what the strategies are handed: every bar the manager gets
+    engine.manager.on_bar = lambda bar: (seen.append(bar), original(bar))  # type: ignore[method-assign]
+    engine.run()
+
+    events = EventStore(sqlite_url).events(engine.config.stream)
+    kinds = sorted({e.kind.value for e in events if type(e) is DataQuarantined})
+    assert kinds == ["duplicate", "ohlc", "out_of_order", "spike"]
+    assert [e.missing for e in events if type(e) is DataGap] == [2]
+    clean_ts = {b.ts for b in clean}
+    assert all(b.ts in clean_ts and b == next(c for c in clean if c.ts == b.ts) for b in seen if b.ts != clean[40].ts)
+    assert len({b.ts for b in seen}) == len(seen)  # no duplicate and nothing out of order reached them
+    assert [b.ts for b in seen] == sorted(b.ts for b in seen)
