@@ -40,8 +40,8 @@ from qlcore.audit.recorder import AuditRecorder
 from qlcore.brokers.paper import PaperVenue
 from qlcore.brokers.simulated import FillModel
 from qlcore.control.commands import Command, CommandQueue
-from qlcore.data.feed import Feed, ReplayFeed, SyntheticIntradayFeed
 from qlcore.data.conditions import RegimeConfig, VolatilityMonitor
+from qlcore.data.feed import Feed, ReplayFeed, SyntheticIntradayFeed
 from qlcore.data.quality import IngestionGate, QualityConfig
 from qlcore.engine.clock import BacktestClock
 from qlcore.engine.kernel import Kernel
