@@ -155,12 +155,12 @@ class CommandHandlers:
     def set_limits(self, c: Command) -> str:
         p = c.payload
         limits: dict[str, Any] = dict(p["limits"])
-        if p.get("strategy_id"):
-            merged = _merge_strategy_limits(self.engine.risk.config.to_dict(), p["strategy_id"], limits)
-        else:
-            merged = limits
+        if p.get("strategy_id"):  # the limits of one strategy: {"max_order_quantity": 5, ...}
+            limits = {"strategy": {p["strategy_id"]: limits}}
+        # merged into the limits in force: a change names what changes, everything else stays
+        merged = _merged(self.engine.risk.config.to_dict(), limits)
         self.engine.risk.set_limits(merged, actor=c.user, ts=self.engine.clock.now, reason=p.get("reason") or "")
-        return "limits replaced" + (f" for strategy {p['strategy_id']}" if p.get("strategy_id") else "")
+        return "limits changed" + (f" for strategy {p['strategy_id']}" if p.get("strategy_id") else "")
 
 
 def flatten_positions(engine: EngineService, *, strategy_id: str | None = None, symbol: str | None = None) -> list[str]:
@@ -188,14 +188,15 @@ def _tags(c: Command) -> str:
     return " ".join(tags)
 
 
-def _merge_strategy_limits(current: dict[str, Any], strategy_id: str, limits: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(current)
-    strategies = dict(merged.get("strategy") or {})
-    section = dict(strategies.get(strategy_id) or {})
-    section.update(limits)
-    strategies[strategy_id] = section
-    merged["strategy"] = strategies
-    return merged
+def _merged(current: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    """`change` laid over `current`, table by table (a limit set in `change` wins, others stay)."""
+    out = dict(current)
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _message(exc: BaseException) -> str:

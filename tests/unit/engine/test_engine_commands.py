@@ -225,3 +225,17 @@ def test_bad_bars_are_quarantined_in_the_log_and_never_reach_the_strategies(sqli
     assert all(b.ts in clean_ts and b == next(c for c in clean if c.ts == b.ts) for b in seen if b.ts != clean[40].ts)
     assert len({b.ts for b in seen}) == len(seen)  # no duplicate and nothing out of order reached them
     assert [b.ts for b in seen] == sorted(b.ts for b in seen)
+
+
+def test_limit_changes_merge_into_the_limits_in_force(rig):
+    engine, queue = rig
+    engine.step()
+    order = {"symbol": "AAPL", "side": "BUY"}
+    assert _send(engine, queue, "admin", "limits.set", {"limits": {"account": {"max_order_quantity": "50"}}}).status == "accepted"
+    assert _send(engine, queue, "admin", "limits.set", {"limits": {"max_order_quantity": "3"}, "strategy_id": "tight"}).status == "accepted"
+    assert _send(engine, queue, "admin", "limits.set", {"limits": {"account": {"max_open_orders": 100}}}).status == "accepted"
+    config = engine.risk.config
+    assert str(config.account.max_order_quantity) == "50" and str(config.strategies["tight"].max_order_quantity) == "3"
+    assert _send(engine, queue, "d", "order.submit", {**order, "strategy_id": "tight", "quantity": "4"}).status == "refused"
+    assert _send(engine, queue, "d", "order.submit", {**order, "strategy_id": "loose", "quantity": "50"}).status == "accepted"
+    assert _send(engine, queue, "d", "order.submit", {**order, "strategy_id": "loose", "quantity": "51"}).status == "refused"

@@ -1,0 +1,6 @@
+"""The audit dashboard. `qlcore serve` serves it behind a login; `panel serve dashboards/audit.py` serves it
+alone, read-only (no login, so no role): see docs/dashboards.md."""
+from qlcore.ui.audit_page import create
+from qlcore.ui.server import default_context
+
+create(default_context()).servable()

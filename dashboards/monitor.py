@@ -1,0 +1,6 @@
+"""The monitor dashboard. `qlcore serve` serves it behind a login; `panel serve dashboards/monitor.py` serves it
+alone, read-only (no login, so no role): see docs/dashboards.md."""
+from qlcore.ui.monitor import create
+from qlcore.ui.server import default_context
+
+create(default_context()).servable()

@@ -1,0 +1,210 @@
+"""Desk users: a TOML file of salted scrypt hashes and roles, and the server's cookie secret.
+
+The users file (``users.toml`` under the data folder, mode 0600) holds one table per user::
+
+    [users.alice]
+    role = "trader"
+    hash = "scrypt$16384$8$1$<salt, base64>$<key, base64>"
+
+No password is ever stored: `verify` recomputes the key with the stored salt and cost and compares
+in constant time. Roles are ordered, viewer < trader < admin; an action names the least role it
+needs. The first run (`ensure_admin`) creates an ``admin`` with a generated password, written once
+to ``initial-admin-password`` (0600) for the operator to read and then change.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import tomllib
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+_USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+MIN_PASSWORD = 8
+USERS_FILE = "users.toml"
+ADMIN_PASSWORD_FILE = "initial-admin-password"
+COOKIE_SECRET_FILE = "cookie-secret"
+
+
+class Role(IntEnum):
+    """What a user may do; a higher role may do everything a lower one may."""
+
+    VIEWER = 1
+    TRADER = 2
+    ADMIN = 3
+
+    @classmethod
+    def parse(cls, name: str) -> Role:
+        try:
+            return cls[name.strip().upper()]
+        except (KeyError, AttributeError):
+            raise AuthError(f"role: unknown role {name!r}; known: viewer, trader, admin") from None
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class AuthError(ValueError):
+    """A bad user name, password, role or users file: the message names which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    name: str
+    role: Role
+    hash: str
+
+
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    """The stored form of `password`: ``scrypt$n$r$p$salt$key`` (salt and key in base64)."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    key = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32)
+    b64 = base64.b64encode
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${b64(salt).decode()}${b64(key).decode()}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    """Does `password` match the stored hash? A malformed hash never matches."""
+    try:
+        algo, n, r, p, salt_b64, key_b64 = stored.split("$")
+        if algo != "scrypt":
+            return False
+        salt, key = base64.b64decode(salt_b64), base64.b64decode(key_b64)
+        got = hashlib.scrypt(password.encode(), salt=salt, n=int(n), r=int(r), p=int(p), dklen=len(key))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, key)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` readable by its owner only (created 0600, never world-readable in between)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def _toml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class UserStore:
+    """The users file: add users, change passwords and roles, verify a login."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def users(self) -> dict[str, User]:
+        if not self.path.exists():
+            return {}
+        try:
+            data = tomllib.loads(self.path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise AuthError(f"{self.path}: not valid TOML: {exc}") from None
+        out: dict[str, User] = {}
+        for name, entry in (data.get("users") or {}).items():
+            if not isinstance(entry, dict) or not isinstance(entry.get("hash"), str):
+                raise AuthError(f"{self.path}: [users.{name}] needs a hash and a role")
+            out[name] = User(name, Role.parse(str(entry.get("role", ""))), entry["hash"])
+        return out
+
+    def _save(self, users: dict[str, User]) -> None:
+        lines = ["# Desk users for `qlcore serve`: salted scrypt hashes, never passwords. Edit with `qlcore users`.", ""]
+        for user in sorted(users.values(), key=lambda u: u.name):
+            lines += [f"[users.{_toml_str(user.name)}]", f"role = {_toml_str(user.role.label)}",
+                      f"hash = {_toml_str(user.hash)}", ""]
+        _write_private(self.path, "\n".join(lines))
+
+    def add(self, name: str, role: Role | str, password: str) -> User:
+        """Add a user; `AuthError` if the name is taken or malformed, or the password too short."""
+        users = self.users()
+        if name in users:
+            raise AuthError(f"user: {name!r} already exists (use `qlcore users passwd`)")
+        user = User(_check_name(name), role if isinstance(role, Role) else Role.parse(role), hash_password(_check_password(password)))
+        users[name] = user
+        self._save(users)
+        return user
+
+    def set_password(self, name: str, password: str) -> None:
+        users = self.users()
+        if name not in users:
+            raise AuthError(f"user: no user {name!r}")
+        users[name] = User(name, users[name].role, hash_password(_check_password(password)))
+        self._save(users)
+
+    def set_role(self, name: str, role: Role | str) -> None:
+        users = self.users()
+        if name not in users:
+            raise AuthError(f"user: no user {name!r}")
+        users[name] = User(name, role if isinstance(role, Role) else Role.parse(role), users[name].hash)
+        self._save(users)
+
+    def remove(self, name: str) -> None:
+        users = self.users()
+        if users.pop(name, None) is None:
+            raise AuthError(f"user: no user {name!r}")
+        self._save(users)
+
+    def verify(self, name: str, password: str) -> User | None:
+        """The user if `password` is theirs, else None (unknown users cost the same time as known ones)."""
+        user = self.users().get(name)
+        if user is None:
+            check_password(password, _DUMMY_HASH)
+            return None
+        return user if check_password(password, user.hash) else None
+
+    def role_of(self, name: str | None) -> Role | None:
+        """The user's role as the file says now (a removed user has none)."""
+        if not name:
+            return None
+        user = self.users().get(name)
+        return None if user is None else user.role
+
+
+_DUMMY_HASH = hash_password("not a password", salt=b"\0" * 16)
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not _USERNAME.match(name):
+        raise AuthError(f"user: {name!r} is not a valid name (1-64 letters, digits, _ . @ -)")
+    return name
+
+
+def _check_password(password: str) -> str:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        raise AuthError(f"password: must be at least {MIN_PASSWORD} characters")
+    return password
+
+
+def ensure_admin(store: UserStore) -> str | None:
+    """On first run (no users at all) add ``admin`` with a generated password; return it, else None.
+
+    The password is also written to ``initial-admin-password`` (0600) beside the users file."""
+    if store.users():
+        return None
+    password = secrets.token_urlsafe(15)
+    store.add("admin", Role.ADMIN, password)
+    _write_private(store.path.parent / ADMIN_PASSWORD_FILE, password + "\n")
+    return password
+
+
+def cookie_secret(data_dir: Path) -> str:
+    """The secret that signs login cookies: generated once, kept 0600 under the data folder."""
+    path = Path(data_dir) / COOKIE_SECRET_FILE
+    if path.exists():
+        secret = path.read_text(encoding="utf-8").strip()
+        if len(secret) >= 32:
+            return secret
+    secret = secrets.token_urlsafe(48)
+    _write_private(path, secret + "\n")
+    return secret

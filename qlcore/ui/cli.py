@@ -1,0 +1,125 @@
+"""`qlcore serve` and `qlcore users`: the dashboards and their users. `register(app)` adds both."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+users_app = typer.Typer(help="Desk users of the dashboards: add, change password or role, list.", no_args_is_help=True)
+
+UsersFileOption = Annotated[
+    Path | None, typer.Option("--users-file", help="users file (default: users.toml under the data folder)")
+]
+PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="read the password from standard input")]
+
+
+def _store(users_file: Path | None):  # -> UserStore, imported on use
+    from qlcore.store.db import project_data_dir
+    from qlcore.ui.auth import USERS_FILE, UserStore
+
+    return UserStore(users_file or project_data_dir() / USERS_FILE)
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(typer.prompt("password", hide_input=True, confirmation_prompt=True))
+
+
+def _run(action) -> None:  # AuthError is the user's mistake: one line, exit 2
+    from qlcore.ui.auth import AuthError
+
+    try:
+        action()
+    except AuthError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="user name")],
+    role: Annotated[str, typer.Option(help="viewer, trader or admin")] = "viewer",
+    password_stdin: PasswordStdin = False,
+    users_file: UsersFileOption = None,
+) -> None:
+    """Add a user (the password is stored as a salted scrypt hash)."""
+    store = _store(users_file)
+    _run(lambda: store.add(name, role, _password(password_stdin)))
+    typer.echo(f"added {name} ({role}) to {store.path}")
+
+
+@users_app.command("passwd")
+def users_passwd(
+    name: Annotated[str, typer.Argument(help="user name")],
+    password_stdin: PasswordStdin = False,
+    users_file: UsersFileOption = None,
+) -> None:
+    """Change a user's password."""
+    store = _store(users_file)
+    _run(lambda: store.set_password(name, _password(password_stdin)))
+    typer.echo(f"password of {name} changed")
+
+
+@users_app.command("role")
+def users_role(
+    name: Annotated[str, typer.Argument(help="user name")],
+    role: Annotated[str, typer.Argument(help="viewer, trader or admin")],
+    users_file: UsersFileOption = None,
+) -> None:
+    """Change a user's role (takes effect at the user's next action)."""
+    store = _store(users_file)
+    _run(lambda: store.set_role(name, role))
+    typer.echo(f"{name} is now {role}")
+
+
+@users_app.command("remove")
+def users_remove(name: Annotated[str, typer.Argument(help="user name")], users_file: UsersFileOption = None) -> None:
+    """Remove a user."""
+    store = _store(users_file)
+    _run(lambda: store.remove(name))
+    typer.echo(f"removed {name}")
+
+
+@users_app.command("list")
+def users_list(users_file: UsersFileOption = None) -> None:
+    """List the users and their roles."""
+    for user in sorted(_store(users_file).users().values(), key=lambda u: u.name):
+        typer.echo(f"{user.name:<24} {user.role.label}")
+
+
+def serve(
+    port: Annotated[int, typer.Option(help="port to listen on")] = 5006,
+    address: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="do not open a browser")] = False,
+    db: Annotated[str | None, typer.Option(help="store URL (default: QLCORE_DB_URL or data/qlcore.db)")] = None,
+    engine_id: Annotated[str | None, typer.Option(help="show this engine (default: the freshest heartbeat)")] = None,
+    users_file: UsersFileOption = None,
+    allow_origin: Annotated[
+        list[str] | None, typer.Option(help="websocket origin host:port to accept (default: the served one)")
+    ] = None,
+    period_ms: Annotated[int, typer.Option(help="how often the server reads the engine's status for its pages")] = 100,
+) -> None:
+    """Serve the dashboards (monitor, control, research, audit) behind a login."""
+    from qlcore.ui.server import ServeConfig
+    from qlcore.ui.server import serve as do_serve
+
+    if not 1 <= port <= 65535:
+        typer.secho(f"error: --port {port}: must be 1..65535", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    if period_ms < 50:
+        typer.secho(f"error: --period-ms {period_ms}: must be at least 50", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    config = ServeConfig(
+        port=port, address=address, url=db, users_file=users_file, engine_id=engine_id,
+        period_ms=period_ms, show=not no_browser, allow_origins=tuple(allow_origin or ()),
+    )
+    do_serve(config, echo=lambda line: typer.echo(line, err=False))
+
+
+def register(app: typer.Typer) -> None:
+    """Add `qlcore serve` and `qlcore users` to the `qlcore` command."""
+    app.command("serve")(serve)
+    app.add_typer(users_app, name="users")

@@ -1,0 +1,182 @@
+"""What every page shares: the server's context (read model, actions, users) and each session's live status.
+
+`LiveStatus` is one per browser session: a periodic callback reads the engine's status through
+the shared `ReadModel` (one query per period for all sessions, thanks to its cache) and sets
+`view` only when the snapshot changed, so components redraw on new data and the header's
+heartbeat age and stale marker tick every period.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import param
+from sqlalchemy import Engine
+
+from qlcore.ui.actions import Actions
+from qlcore.ui.auth import Role, UserStore
+from qlcore.ui.readmodel import EngineView, ReadModel
+
+PERIOD_MS = 100  # how often the server reads the engine's status; one cheap query, whatever the pages
+
+
+@dataclass(frozen=True, slots=True)
+class AppContext:
+    """What a server gives its pages: built once, shared by every session."""
+
+    read_model: ReadModel
+    actions: Actions
+    users: UserStore
+    engine_id: str | None = None
+    period_ms: int = PERIOD_MS
+    _rendered: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False, compare=False)
+    _poller: list[Poller] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def poller(self) -> Poller:
+        """The server's one poller of the engine's status (made on first use)."""
+        if not self._poller:
+            self._poller.append(Poller(self))
+        return self._poller[0]
+
+    @classmethod
+    def create(cls, engine: Engine, users_file: Path, *, engine_id: str | None = None,
+               period_ms: int = PERIOD_MS) -> AppContext:
+        users = UserStore(users_file)
+        return cls(ReadModel(engine=engine), Actions(engine, users), users, engine_id, period_ms)
+
+    def rendered(self, key: str, view: EngineView | None, render: Callable[[EngineView | None], str]) -> str:
+        """`render(view)`, computed once per snapshot version and shared by every session of the server."""
+        version = "" if view is None else view.version
+        hit = self._rendered.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        text = render(view)
+        self._rendered[key] = (version, text)
+        return text
+
+    def session_user(self) -> tuple[str | None, Role | None]:
+        """The logged-in user of the current session (signed cookie) and their role now."""
+        import panel as pn
+
+        user = pn.state.user
+        return user, self.users.role_of(user)
+
+
+class LiveStatus(param.Parameterized):
+    """One session's view of the engine: `view` changes with the snapshot, `age_s`/`stale` as time passes."""
+
+    view = param.ClassSelector(class_=EngineView, default=None, allow_None=True)
+    age_s = param.Number(default=math.nan)
+    stale = param.Boolean(default=True)
+    error = param.String(default="")
+
+    def __init__(self, context: AppContext, **params) -> None:
+        super().__init__(**params)
+        self.context = context
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the engine's status now (the shared poller calls `apply` instead)."""
+        try:
+            view = self.context.read_model.status(self.context.engine_id)
+        except Exception as exc:  # a store outage shows on the page as stale, with why
+            self.apply(None, f"store: {type(exc).__name__}: {exc}")
+            return
+        self.apply(view)
+
+    def apply(self, view: EngineView | None, error: str = "") -> None:
+        """Show `view`: components redraw when its snapshot version is new; the age and marker always follow."""
+        updates: dict[str, object] = {"error": error}
+        if error:
+            updates["stale"] = True
+        elif view is None:
+            updates.update(stale=True, age_s=math.nan)
+        else:
+            updates.update(stale=view.stale, age_s=round(view.age_s, 1))
+            if self.view is None or view.version != self.view.version:
+                updates["view"] = view
+        self.param.update(**updates)
+
+    def start(self) -> None:
+        """Follow the engine for as long as this session lives, through the server's one poller."""
+        import panel as pn
+
+        doc = pn.state.curdoc
+        if doc is None or doc.session_context is None:  # not served (a notebook, a test): poll on our own
+            from panel.io.callbacks import PeriodicCallback
+
+            PeriodicCallback(callback=self.refresh, period=self.context.period_ms, background=True).start()
+            return
+        self.context.poller.add(self, doc)
+
+
+class Poller:
+    """One loop per server reads the engine's status every `period_ms` and hands each open page the newest
+    view on its own document's next tick (with the document's lock), instead of every page polling.
+
+    A page is updated when the snapshot's version changes, when the stale marker flips, and about once a
+    second for the heartbeat age. At most one update per page waits at a time and it applies the newest
+    view when it runs, so a busy server skips versions instead of queueing them. Pages leave when their
+    session ends."""
+
+    def __init__(self, context: AppContext) -> None:
+        self.context = context
+        self._sessions: dict[int, _Page] = {}
+        self._latest: tuple[EngineView | None, str] = (None, "")
+        self._callback: Any = None
+
+    def add(self, live: LiveStatus, doc: Any) -> None:
+        key = id(live)
+        self._sessions[key] = _Page(live, doc)
+        doc.on_session_destroyed(lambda _ctx: self._sessions.pop(key, None))
+        if self._callback is None:
+            from tornado.ioloop import IOLoop, PeriodicCallback
+
+            self._callback = PeriodicCallback(self._tick, self.context.period_ms)
+            IOLoop.current().add_callback(self._callback.start)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def _tick(self) -> None:
+        if not self._sessions:
+            return
+        error = ""
+        view: EngineView | None = None
+        try:
+            view = self.context.read_model.status(self.context.engine_id)
+        except Exception as exc:  # shown on every page as stale, with why
+            error = f"store: {type(exc).__name__}: {exc}"
+        self._latest = (view, error)
+        state = ("" if view is None else view.version, view is None or view.stale or bool(error),
+                 int(time.monotonic()))
+        for page in list(self._sessions.values()):
+            if state != page.shown and not page.pending:
+                page.pending = True
+                page.doc.add_next_tick_callback(partial(self._apply, page))
+
+    def _apply(self, page: _Page) -> None:
+        # as the session's own document, and every change of this update in one message to the browser
+        from panel.io import hold
+        from panel.io.state import set_curdoc
+
+        view, error = self._latest
+        page.pending = False
+        page.shown = ("" if view is None else view.version, view is None or view.stale or bool(error),
+                      int(time.monotonic()))
+        with set_curdoc(page.doc), hold(page.doc):
+            page.live.apply(view, error)
+
+
+@dataclass
+class _Page:
+    live: LiveStatus
+    doc: Any
+    shown: tuple[str, bool, int] = ("", True, 0)
+    pending: bool = False

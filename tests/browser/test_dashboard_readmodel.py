@@ -1,0 +1,89 @@
+"""The dashboards' read model and the ticket's pre-trade preview, over a real SQLite store (no browser)."""
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from dashboard_support import publish, sample_snapshot
+from sqlalchemy import text
+
+from qlcore.store.db import connect
+from qlcore.ui.preview import preview_order
+from qlcore.ui.readmodel import NS, ReadModel
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    return connect(f"sqlite:///{tmp_path / 'qlcore.db'}")
+
+
+def test_status_reports_heartbeat_age_and_staleness(db) -> None:
+    now = time.time_ns()
+    publish(db, sample_snapshot(), heartbeat_at=now - 5 * NS)
+    model = ReadModel(engine=db, stale_after_s=3.0, cache_s=0, clock=lambda: now)
+    view = model.status()
+    assert view is not None and view.engine_id == "paper"
+    assert view.age_s == pytest.approx(5.0) and view.stale
+    publish(db, sample_snapshot(), heartbeat_at=now - NS // 2)
+    fresh = model.status()
+    assert fresh is not None
+    assert fresh.age_s == pytest.approx(0.5) and not fresh.stale
+    assert fresh.trading_mode == "ACTIVE" and fresh.account["pnl_today"] == "1234.5"
+
+
+def test_no_engine_means_no_status_and_a_bad_snapshot_is_named(db) -> None:
+    model = ReadModel(engine=db, cache_s=0)
+    assert model.status() is None
+    publish(db, sample_snapshot())
+    with db.begin() as conn:
+        conn.execute(text("UPDATE engine_status SET snapshot = 'not json'"))
+    with pytest.raises(ValueError, match=r"engine_status\[paper\]\.snapshot: not JSON"):
+        model.status()
+
+
+def test_the_cache_serves_many_sessions_with_one_query(db) -> None:
+    publish(db, sample_snapshot())
+    model = ReadModel(engine=db, cache_s=60)
+    first = model.status()
+    for _ in range(50):
+        assert model.status() is first
+    assert model.reads == 1
+
+
+def test_a_changed_snapshot_gets_a_new_version(db) -> None:
+    publish(db, sample_snapshot(pnl_today="1"))
+    model = ReadModel(engine=db, cache_s=0)
+    v1 = model.status()
+    publish(db, sample_snapshot(pnl_today="2"), heartbeat_at=time.time_ns() + 1)
+    v2 = model.status()
+    assert v1 is not None and v2 is not None
+    assert v1.version != v2.version and v2.account["pnl_today"] == "2"
+
+
+def test_job_runs_are_empty_until_the_scheduler_has_a_table(db) -> None:
+    assert ReadModel(engine=db).job_runs().empty or "job" in " ".join(ReadModel(engine=db).job_runs().columns)
+
+
+def test_preview_passes_a_good_order_and_names_the_rule_that_refuses_a_bad_one() -> None:
+    snap = sample_snapshot()
+    ok = preview_order(snap, {"strategy_id": "sma-aapl", "symbol": "AAPL", "side": "BUY", "quantity": "10"})
+    assert ok.ok and ok.notional == Decimal("1804.690")
+    big = preview_order(snap, {"strategy_id": "sma-aapl", "symbol": "AAPL", "side": "BUY", "quantity": "5000"})
+    assert not big.ok and big.reasons[0].startswith("max_order_quantity: limit 1000")
+    no_price = preview_order(snap, {"strategy_id": "sma-aapl", "symbol": "AAPL", "side": "BUY", "quantity": "1",
+                                    "order_type": "LIMIT"})
+    assert no_price.reasons == ("price: a LIMIT order needs a limit price",)
+    stranger = preview_order(snap, {"strategy_id": "nobody", "symbol": "AAPL", "side": "BUY", "quantity": "1"})
+    assert "strategy_id: 'nobody' is not deployed on this engine" in stranger.reasons
+
+
+def test_preview_follows_the_trading_mode() -> None:
+    halted = sample_snapshot(mode="HALTED")
+    result = preview_order(halted, {"strategy_id": "sma-aapl", "symbol": "AAPL", "side": "BUY", "quantity": "1"})
+    assert not result.ok and "HALTED" in result.reasons[0]
+    reducing = sample_snapshot(mode="REDUCING")
+    sell = preview_order(reducing, {"strategy_id": "sma-aapl", "symbol": "AAPL", "side": "SELL", "quantity": "100"})
+    buy = preview_order(reducing, {"strategy_id": "sma-aapl", "symbol": "AAPL", "side": "BUY", "quantity": "100"})
+    assert sell.ok and not buy.ok and "REDUCING" in buy.reasons[0]
