@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from qlcore._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from qlcore.audit.lineage import FillLine, Lineage, trace, trace_events
     from qlcore.audit.log import (
         AuditConflict,
         AuditEntry,
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
         canonical_json,
     )
     from qlcore.audit.recorder import AuditRecorder
-    from qlcore.audit.trace import FillLine, Lineage, trace, trace_events
 
 _EXPORTS = {
     "AuditConflict": "log",
@@ -28,12 +28,12 @@ _EXPORTS = {
     "AuditError": "log",
     "AuditLog": "log",
     "AuditRecorder": "recorder",
-    "FillLine": "trace",
-    "Lineage": "trace",
+    "FillLine": "lineage",
+    "Lineage": "lineage",
     "Verification": "log",
     "canonical_json": "log",
-    "trace": "trace",
-    "trace_events": "trace",
+    "trace": "lineage",
+    "trace_events": "lineage",
 }
 __all__ = [
     "AuditConflict",

@@ -31,9 +31,9 @@ def trace(
     db: Annotated[str | None, typer.Option(help="store URL")] = None,
 ) -> None:
     """Print an order's lineage: strategy -> checks -> order -> fills -> P&L (audit log, else event store)."""
+    from qlcore.audit.lineage import trace as do_trace
+    from qlcore.audit.lineage import trace_events
     from qlcore.audit.log import AuditLog
-    from qlcore.audit.trace import trace as do_trace
-    from qlcore.audit.trace import trace_events
     from qlcore.events import EventStore
     from qlcore.store.db import connect
 

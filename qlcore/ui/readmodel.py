@@ -18,8 +18,8 @@ import pandas as pd
 from sqlalchemy import Engine, MetaData, Table, desc, func, inspect, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from qlcore.audit.lineage import Lineage, trace
 from qlcore.audit.log import AuditEntry, AuditLog, Verification
-from qlcore.audit.trace import Lineage, trace
 from qlcore.control.commands import Command, CommandQueue
 from qlcore.store.db import connect
 from qlcore.store.runs import RunRecord, list_runs, load_equity

@@ -162,8 +162,8 @@ def test_a_command_reaches_a_running_engine_within_100_ms(sqlite_url, tmp_path):
 
 
 def test_the_audit_trail_has_every_command_with_its_user_and_an_order_s_lineage(rig):
+    from qlcore.audit.lineage import trace
     from qlcore.audit.log import AuditLog
-    from qlcore.audit.trace import trace
 
     engine, queue = rig
     for _ in range(2):
