@@ -169,6 +169,7 @@ class JobScheduler:
         self._versions: dict[str, int] = {}
         self._in_flight = 0
         self._idle = threading.Condition()
+        self._stop_requested = threading.Event()
         self._scheduler = BlockingScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename=self.config.table),
                        _INTERNAL: MemoryJobStore()},
@@ -182,13 +183,17 @@ class JobScheduler:
     # --- lifecycle ------------------------------------------------------------------------------
     def run(self) -> None:
         """Take the lease and schedule until stopped; running runs are finished before returning."""
-        self.lease.acquire()
+        restore = self._install_signals()  # before the lease: a signal from then on stops us cleanly
+        try:
+            self.lease.acquire()
+        except BaseException:
+            restore()
+            raise
         abandoned = close_abandoned(db=self.engine)
         if abandoned:
             audit(self.engine, "scheduler", "scheduler.abandoned_runs", "scheduler", {"run_ids": abandoned})
         audit(self.engine, "scheduler", "scheduler.started", "scheduler",
               {"pid": self.lease.pid, "host": self.lease.host, "schedules": str(self.config.schedules_dir)})
-        restore = self._install_signals()
         try:
             self._scheduler.start()
             if self.start_error is not None:
@@ -203,6 +208,7 @@ class JobScheduler:
         """Stop firing; `run()` returns once the runs in progress end (each is bounded by its timeout)."""
         from apscheduler.schedulers import SchedulerNotRunningError  # type: ignore[import-untyped]
 
+        self._stop_requested.set()  # if the scheduler is not running yet, it stops as soon as it starts
         try:
             self._scheduler.shutdown(wait=wait)
         except SchedulerNotRunningError:
@@ -318,6 +324,8 @@ class JobScheduler:
                 self.stop()
             finally:
                 self.ready.set()
+                if self._stop_requested.is_set():  # asked to stop before the scheduler was running
+                    self.stop()
 
         def counted(event: Any) -> None:
             if event.jobstore != "default":
