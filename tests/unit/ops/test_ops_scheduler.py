@@ -373,11 +373,16 @@ def test_scheduler_command_runs_in_the_foreground_and_stops_cleanly_on_sigterm(t
                              str(tmp_path / "schedules")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lease = Lease(connect(db))
     deadline = time.monotonic() + 30
-    while lease.holder() is None and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    assert lease.holder() is not None and lease.holder().pid == proc.pid
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
+    try:
+        while lease.holder() is None and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert lease.holder() is not None and lease.holder().pid == proc.pid
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:  # never leave a scheduler behind a failed test
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 0, err
     assert "scheduler stopped" in out and lease.holder() is None
     actions = [e.action for e in AuditLog(db).entries(subject="scheduler")]
