@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy import event as sqlalchemy_event
 
 from qlcore.audit.log import AuditConflict, AuditLog
 from qlcore.audit.recorder import AuditRecorder
@@ -69,7 +70,8 @@ from qlcore.risk.killswitch import halt, resume_trading
 from qlcore.risk.modes import ACCOUNT, FLATTEN_TAG, ModeConfig, ModeGate, TradingModes
 from qlcore.risk.monitors import MonitorConfig, RiskMonitors
 from qlcore.risk.runaway import RunawayConfig, RunawayGuard
-from qlcore.store.db import connect, project_data_dir, resolve_url
+from qlcore.store.checkpoint import Checkpointer, no_autocheckpoint
+from qlcore.store.db import connect, project_data_dir, resolve_url, sqlite_synchronous
 from qlcore.strategies.manager import StrategyManager, StrategyState
 
 log = logging.getLogger("qlcore.engine")
@@ -148,6 +150,13 @@ class EngineService:
         self.config = config
         self.url = config.resolved_url
         self.db = connect(self.url)
+        # commits without fsync (QLCORE_SQLITE_SYNC=NORMAL): checkpoints move to a background thread,
+        # so that no commit of the loop pays for one (see qlcore.store.checkpoint)
+        self._quiet_checkpoints = self.db.dialect.name == "sqlite" and sqlite_synchronous() == "NORMAL"
+        if self._quiet_checkpoints:
+            sqlalchemy_event.listen(self.db, "connect", no_autocheckpoint)
+            self.db.dispose()  # pooled connections are made again, with the hook
+        self.checkpointer: Checkpointer | None = None
         self.store = EventStore(engine=self.db)
         self.queue = CommandQueue(engine=self.db)
         self.lease = EngineLease(self.db, config.engine_id, "paper")
@@ -163,6 +172,8 @@ class EngineService:
             instruments=self.instruments,
             fill_on_arrival=config.fill_on_arrival,
         )
+        if self._quiet_checkpoints:
+            no_autocheckpoint(self.venue._ledger._conn)
         self.writer = self.store.writer(config.stream, batch_size=10_000_000)  # commits only where the loop says
         self.client = ExecutionClient(
             self.venue, clock=self.clock, record=self._emit_fact, config=ExecutionConfig(), sleep=time.sleep
@@ -272,6 +283,10 @@ class EngineService:
             self._deploy_demo()
         self.feed = self._feed or self._make_feed()
         self.feed.start()
+        if self._quiet_checkpoints:
+            database = self.db.url.database
+            assert database is not None
+            self.checkpointer = Checkpointer([database, self.venue.path]).start()
         self._beat(force=True)
 
     def _deploy_demo(self) -> None:
@@ -353,6 +368,8 @@ class EngineService:
             self._beat(force=True)
             if self.feed is not None:
                 self.feed.stop()
+            if self.checkpointer is not None:
+                self.checkpointer.stop()
             self.venue.close()
 
     # --- one turn of the loop ---------------------------------------------------------------------
