@@ -55,8 +55,16 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+    """CPU time of `pid` and of its live children (the server's forked processes)."""
+    total = 0.0
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(proc.name) == pid or int(fields[1]) == pid:  # fields[1]: the parent pid
+            total += (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+    return total
 
 
 def wait_until(check, what: str, timeout: float = 60.0) -> None:
@@ -184,6 +192,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--orders-per-s", type=float, default=100.0)
     ap.add_argument("--period-ms", type=int, default=100, help="how often the server reads the status (qlcore serve --period-ms)")
+    ap.add_argument("--num-procs", type=int, default=1, help="server processes (qlcore serve --num-procs)")
+    ap.add_argument("--nice", type=int, default=0,
+                    help="lower the load script's CPU priority once the servers run (0: same as theirs)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--keep", action="store_true", help="keep the data folder (engine and server logs)")
     args = ap.parse_args()
@@ -215,7 +226,7 @@ def main() -> None:
         q.wait_for(cid, 20)
         prof = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
         server = subprocess.Popen([sys.executable, *prof, str(QLCORE), "serve", "--port", str(port), "--no-browser",
-                                   "--period-ms", str(args.period_ms)],
+                                   "--period-ms", str(args.period_ms), "--num-procs", str(args.num_procs)],
                                   env=env, stdout=open(tmp / "serve.log", "w"), stderr=subprocess.STDOUT)
         procs.append(server)
         wait_until(lambda: urllib.request.urlopen(f"{base}/login", timeout=2).status == 200, "the server")
@@ -230,6 +241,8 @@ def main() -> None:
                 window_cpu[f"{edge}:{p.pid}"] = cpu_seconds(p.pid)
             window_cpu[f"{edge}:sent"] = sent[0]
 
+        if args.nice:  # the clients stand for browsers on other machines: the server and engine go first
+            os.nice(args.nice)
         latencies, counts, opened_s = asyncio.run(
             run_sessions(base, port, args.sessions, args.seconds, args.warmup, measure))
         window = window_cpu["end"] - window_cpu["start"]

@@ -198,13 +198,19 @@ class AuditLog:
         self.flush()  # what was recorded is kept even when the block fails
 
     def _read_tail(self) -> tuple[int, str]:
+        # one statement, so one snapshot: two queries could see another writer's commit in between
+        newest = select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1).subquery()
+        head = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.chain == CHAIN).subquery()
+        query = select(
+            select(newest.c.seq).scalar_subquery(),
+            select(newest.c.hash).scalar_subquery(),
+            select(head.c.seq).scalar_subquery(),
+            select(head.c.hash).scalar_subquery(),
+        )
         with self.engine.connect() as conn:
-            last = conn.execute(
-                select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
-            ).first()
-            head = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.chain == CHAIN)).first()
-        tail = (0, GENESIS) if last is None else (int(last[0]), last[1])
-        recorded = (0, GENESIS) if head is None else (int(head[0]), head[1])
+            last_seq, last_hash, head_seq, head_hash = conn.execute(query).one()
+        tail = (0, GENESIS) if last_seq is None else (int(last_seq), last_hash)
+        recorded = (0, GENESIS) if head_seq is None else (int(head_seq), head_hash)
         if tail != recorded:
             raise AuditError(
                 f"audit log ends at seq {tail[0]} but its head records seq {recorded[0]}: "

@@ -1,6 +1,7 @@
 """`qlcore serve` and `qlcore users`: the dashboards and their users. `register(app)` adds both."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -101,6 +102,7 @@ def serve(
         list[str] | None, typer.Option(help="websocket origin host:port to accept (default: the served one)")
     ] = None,
     period_ms: Annotated[int, typer.Option(help="how often the server reads the engine's status for its pages")] = 100,
+    num_procs: Annotated[int, typer.Option(help="server processes sharing the port (0: one per core)")] = 1,
 ) -> None:
     """Serve the dashboards (monitor, control, research, audit) behind a login."""
     from qlcore.ui.server import ServeConfig
@@ -115,6 +117,7 @@ def serve(
     config = ServeConfig(
         port=port, address=address, url=db, users_file=users_file, engine_id=engine_id,
         period_ms=period_ms, show=not no_browser, allow_origins=tuple(allow_origin or ()),
+        num_procs=num_procs if num_procs > 0 else (os.cpu_count() or 1),
     )
     do_serve(config, echo=lambda line: typer.echo(line, err=False))
 

@@ -33,6 +33,7 @@ class ServeConfig:
     period_ms: int = 100
     show: bool = False
     allow_origins: tuple[str, ...] = ()
+    num_procs: int = 1  # server processes sharing the port (each with its own sessions and poller)
 
     def origins(self) -> list[str]:
         """The websocket origins to accept: the served host and port only (both loopback names on loopback)."""
@@ -99,6 +100,8 @@ def serve(config: ServeConfig, *, echo: Callable[[str], None] = print, start: bo
 
     db = connect(config.url)
     context = AppContext.create(db, users_file, engine_id=config.engine_id, period_ms=config.period_ms)
+    if config.num_procs > 1:
+        db.dispose()  # the processes are forked: none may inherit an open connection
     host = "localhost" if config.address in ("127.0.0.1", "", "0.0.0.0") else config.address
     echo(f"serving the dashboards at http://{host}:{config.port}/monitor (control, research, audit)")
     return pn.serve(
@@ -113,6 +116,7 @@ def serve(config: ServeConfig, *, echo: Callable[[str], None] = print, start: bo
         title={"monitor": "Monitor", "control": "Control", "research": "Research", "audit": "Audit"},
         threaded=False,
         verbose=False,
+        num_procs=config.num_procs,
     )
 
 
