@@ -5,8 +5,9 @@ engine, replay feed); a load thread that submits market orders through the comma
 target rate (the engine consumes them, so orders, fills and positions change all the time); and
 `qlcore serve`. Then N monitor sessions are opened the way a browser opens them: log in (POST
 /login, the signed cookie), GET /monitor (the server builds the session's page and returns its
-token), open the websocket with the cookie and the token. The server then pushes each document
-change (PATCH-DOC) to every subscribed connection; the clients are raw websockets on one asyncio
+token), open the websocket with the cookie and the token, and send the `document_ready` event a
+browser sends once the page has rendered. The server then pushes each document change (PATCH-DOC)
+to every subscribed connection; the clients are raw websockets on one asyncio
 loop (no rendering), so client work does not eat the server's CPU.
 
 Update latency: the monitor's status bar carries the snapshot's own `updated_at` (the engine's wall
@@ -38,12 +39,15 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from http.cookiejar import CookieJar
 from pathlib import Path
 
 QLCORE = Path(sys.executable).with_name("qlcore")
 STAMP = re.compile(r"snapshot-at.{0,40}?data-ns=(?:&#x27;|&#39;|')(\d{16,20})")
 TOKEN = re.compile(r'"token":\s*"([^"]+)"')
+DOCUMENT_READY = {"events": [{"kind": "MessageSent", "msg_type": "bokeh_event", "msg_data": {
+    "type": "event", "name": "document_ready", "values": {"type": "map", "entries": []}}}]}
 USER, PASSWORD = "bench", "bench-password"
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -127,6 +131,13 @@ async def session(port: int, cookie: str, token: str, latencies: list[float], co
     req = HTTPRequest(f"ws://localhost:{port}/monitor/ws",
                       headers={"Cookie": cookie, "Origin": f"http://localhost:{port}"})
     ws = await websocket_connect(req, subprotocols=["bokeh", token], max_message_size=64 * 1024 * 1024)
+    # the server's first message is its ACK (header, metadata, content): like BokehJS, wait for it
+    for _ in range(3):
+        await ws.read_message()
+    # what BokehJS sends once a page has rendered: the server then treats the session as loaded and
+    # sends each update's changes as one message (without it, one message per changed model)
+    for part in ({"msgid": uuid.uuid4().hex, "msgtype": "PATCH-DOC"}, {}, DOCUMENT_READY):
+        await ws.write_message(json.dumps(part))
     seen: set[int] = set()
     while not state.get("done"):
         try:
