@@ -238,7 +238,8 @@ def main() -> None:
         prof = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
         server = subprocess.Popen([sys.executable, *prof, str(QLCORE), "serve", "--port", str(port), "--no-browser",
                                    "--period-ms", str(args.period_ms), "--num-procs", str(args.num_procs)],
-                                  env=env, stdout=open(tmp / "serve.log", "w"), stderr=subprocess.STDOUT)
+                                  env=env, stdout=open(tmp / "serve.log", "w"), stderr=subprocess.STDOUT,
+                                  start_new_session=True)  # its own group: --num-procs forks workers
         procs.append(server)
         wait_until(lambda: urllib.request.urlopen(f"{base}/login", timeout=2).status == 200, "the server")
         sent = [0]
@@ -286,6 +287,10 @@ def main() -> None:
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 p.kill()
+        try:  # the server's forked workers, as Ctrl-C in a terminal would reach them
+            os.killpg(server.pid, signal.SIGINT)
+        except (NameError, ProcessLookupError, PermissionError):
+            pass
         if args.keep:
             print(f"data folder kept: {tmp}")
         else:
