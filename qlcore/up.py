@@ -21,8 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @dataclass
 class Service:
@@ -44,12 +42,11 @@ def _pump(service: Service, echo: Callable[[str], None]) -> None:
 
 def services(port: int, speed: float) -> list[Service]:
     q = _qlcore()
-    out = [Service("engine", [*q, "engine", "--demo", "--speed", f"{speed:g}"])]
-    if (ROOT / "qlcore" / "ops" / "scheduler.py").exists():
-        out.append(Service("scheduler", [*q, "scheduler", "--demo"]))
-    if (ROOT / "qlcore" / "ui").is_dir():
-        out.append(Service("dashboard", [*q, "serve", "--port", str(port), "--no-browser"]))
-    return out
+    return [
+        Service("engine", [*q, "engine", "--demo", "--speed", f"{speed:g}"]),
+        Service("scheduler", [*q, "scheduler", "--demo"]),
+        Service("dashboard", [*q, "serve", "--port", str(port), "--no-browser"]),
+    ]
 
 
 def run_up(*, port: int = 5006, speed: float = 5.0, demo_backtests: bool = True, echo: Callable[[str], None] = print) -> int:
@@ -77,10 +74,8 @@ def run_up(*, port: int = 5006, speed: float = 5.0, demo_backtests: bool = True,
     echo("")
     echo("Quantum Leap is up:")
     echo("  engine     qlcore status | qlcore positions | qlcore strategy list | qlcore order list")
-    if any(s.name == "dashboard" for s in running):
-        echo(f"  dashboard  http://localhost:{port}/monitor  (control, research, audit beside it; login above)")
-    if any(s.name == "scheduler" for s in running):
-        echo("  jobs       qlcore jobs list --schedules-dir data/demo/schedules | qlcore jobs history | qlcore jobs alerts")
+    echo(f"  dashboard  http://localhost:{port}/monitor  (control, research, audit beside it; login above)")
+    echo("  jobs       qlcore jobs list --schedules-dir data/demo/schedules | qlcore jobs history | qlcore jobs alerts")
     echo("  stop       Ctrl-C")
     code = 0
     while not stop.is_set():

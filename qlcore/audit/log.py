@@ -119,11 +119,16 @@ class Verification:
 class AuditLog:
     """Append to and check the audit log of a store (`record`, `verify`, `entries`)."""
 
-    def __init__(self, url: str | None = None, *, engine: Engine | None = None, batch_size: int = 1) -> None:
+    def __init__(
+        self, url: str | None = None, *, engine: Engine | None = None, batch_size: int = 1, conflict_retries: int = 0
+    ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.engine = engine if engine is not None else connect(url)
         self.batch_size = batch_size
+        # several processes append to one chain (engine, dashboards, scheduler): with retries, entries
+        # that lost the race are chained again after the other writer's and committed again
+        self.conflict_retries = conflict_retries
         ph = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         self._insert_sql = (
             f"INSERT INTO {audit_log.name} (seq, ts, actor, action, subject, details, prev_hash, hash) "
@@ -140,24 +145,42 @@ class AuditLog:
         """Chain one entry onto the log; it is committed when the batch is full (at once by default)."""
         if not actor or not action:
             raise ValueError(f"an audit entry needs an actor and an action (got {actor!r}, {action!r})")
+        ts = time.time_ns() if ts is None else int(ts)
+        entry = self._chain(actor, action, subject, canonical_json(dict(details or {})), ts)
+        if len(self._buffer) >= self.batch_size:
+            return self.flush()[-1]  # as committed (chained again if another writer came first)
+        return entry
+
+    def _chain(self, actor: str, action: str, subject: str, text: str, ts: int) -> AuditEntry:
         if self._tail is None:
             self._tail = self._read_tail()
             self._committed = self._tail[0]
         seq = self._tail[0] + 1
-        ts = time.time_ns() if ts is None else int(ts)
-        text = canonical_json(dict(details or {}))
         digest = entry_hash(self._tail[1], seq, ts, actor, action, subject, text)
         entry = AuditEntry(seq, ts, actor, action, subject, text, self._tail[1], digest)
         self._buffer.append(entry)
         self._tail = (seq, digest)
-        if len(self._buffer) >= self.batch_size:
-            self.flush()
         return entry
 
-    def flush(self) -> None:
-        """Commit the buffered entries and move the head, in one transaction (all or nothing)."""
+    def flush(self) -> list[AuditEntry]:
+        """Commit the buffered entries and move the head, in one transaction (all or nothing); return them.
+
+        `AuditConflict` when another writer appended first, unless `conflict_retries` allow chaining
+        the entries again after the other writer's (a short pause between attempts)."""
+        for attempt in range(self.conflict_retries + 1):
+            try:
+                return self._commit()
+            except AuditConflict as conflict:
+                if attempt == self.conflict_retries:
+                    raise
+                time.sleep(0.005 * (attempt + 1))
+                for e in conflict.unwritten:
+                    self._chain(e.actor, e.action, e.subject, e.details, e.ts)
+        raise AssertionError("unreachable")
+
+    def _commit(self) -> list[AuditEntry]:
         if not self._buffer:
-            return
+            return []
         rows, self._buffer = self._buffer, []
         first, last = rows[0], rows[-1]
         try:
@@ -186,6 +209,7 @@ class AuditLog:
             self._tail = None
             raise
         self._committed = last.seq
+        return rows
 
     @property
     def pending(self) -> int:

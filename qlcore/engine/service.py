@@ -24,19 +24,19 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy import event as sqlalchemy_event
 
-from qlcore.audit.log import AuditConflict, AuditLog
+from qlcore.audit.log import AuditLog
 from qlcore.audit.recorder import AuditRecorder
 from qlcore.brokers.paper import PaperVenue
 from qlcore.brokers.simulated import FillModel
@@ -200,7 +200,7 @@ class EngineService:
         self.monitors.attach()
         self.manager.event_listeners.append(self._on_lifecycle)
         # the audit trail: orders, fills, risk decisions, limit, mode and lifecycle changes, commands
-        self.audit = AuditRecorder(AuditLog(engine=self.db, batch_size=10**9), stream=config.stream)
+        self.audit = AuditRecorder(AuditLog(engine=self.db, batch_size=10**9, conflict_retries=20), stream=config.stream)
         self.audit.skip = frozenset({MarksUpdated, CommandCompleted})  # commands get their own entry
         self.gate = IngestionGate(
             QualityConfig(interval_ns=None if config.feed == "replay" else NS, stale_after_seconds=None, source=config.feed),
@@ -216,7 +216,8 @@ class EngineService:
         self.state = RECONCILING
         self.counters = _Counters()
         self.alerts: list[dict[str, Any]] = []
-        self.equity_curve: list[tuple[int, str]] = []
+        self.equity_curve: list[tuple[int, str]] = []  # the last 500 points, for the dashboards
+        self.start_equity: Decimal | None = None  # at this start, after reconciliation: "P&L today"
         self._stop = threading.Event()
         self._stop_reason = "stopped"
         self._last_beat = 0.0
@@ -268,17 +269,18 @@ class EngineService:
         self.risk.event_listeners.append(self.writer.append)
         self.audit.attach(self.kernel)
         self.audit.watch(self.risk)
-        self.kernel.emit(EngineStarted(self.clock.now, self.config.engine_id, "paper", _pid(), rebuilt.describe()))
+        self.kernel.emit(EngineStarted(self.clock.now, self.config.engine_id, "paper", os.getpid(), rebuilt.describe()))
         if fresh:
             self.kernel.emit(AccountFunded(self.clock.now, "main", self.config.initial_cash))
         self.reconciliation = reconcile(self)
         self.writer.flush()
-        self._flush_audit()
+        self.audit.log.flush()
         if self.reconciliation.passed:
             self.state = RUNNING
         else:
             self.state = BLOCKED
             self.alert("error", "reconciliation", self.reconciliation.summary())
+        self.start_equity = marked_equity(self.kernel.state)
         if fresh and self.config.demo:
             self._deploy_demo()
         self.feed = self._feed or self._make_feed()
@@ -362,7 +364,7 @@ class EngineService:
             self.manager.sample()
             self.kernel.emit(EngineStopped(self.clock.now, self.config.engine_id, self._stop_reason))
             self.writer.flush()
-            self._flush_audit()
+            self.audit.log.flush()
         finally:
             self.state = STOPPED
             self._beat(force=True)
@@ -388,8 +390,7 @@ class EngineService:
         self.venue.flush()  # the venue commits, then reports: acknowledgements, fills
         self.client.poll()  # after the reports: only a venue that stays silent times an order out
         self.writer.flush()
-        if self.audit.log.pending:
-            self._flush_audit()
+        self.audit.log.flush()  # other writers (dashboards, scheduler) may come first: chained after them
         for command, (accepted, reason) in zip(commands, outcomes, strict=True):
             self.queue.complete(command.id, accepted, reason, consumer=self.config.engine_id)
         self._beat()
@@ -406,19 +407,6 @@ class EngineService:
             f"user:{command.user}", f"command.{command.kind}", _command_subject(self.audit, params),
             {"params": params, "outcome": outcome}, ts=self.clock.now,
         )
-
-    def _flush_audit(self) -> None:
-        """Commit the audit entries of this turn; another writer (a dashboard) may have appended
-        meanwhile, and then ours are chained again after its entries."""
-        log = self.audit.log
-        for _ in range(20):
-            try:
-                log.flush()
-                return
-            except AuditConflict as conflict:
-                for e in conflict.unwritten:
-                    log.record(e.actor, e.action, e.subject, orjson.loads(e.details), ts=e.ts)
-        raise RuntimeError("audit log: 20 conflicts in a row with other writers")
 
     def _poll_bars(self) -> int:
         if self.feed is None or self.state != RUNNING:
@@ -593,12 +581,6 @@ def load_risk_file(path: Path | None) -> tuple[RiskConfig | None, ModeConfig, Mo
     return limits, mode_config, MonitorConfig.from_mapping(monitors), RunawayConfig.from_mapping(runaway)
 
 
-def _pid() -> int:
-    import os
-
-    return os.getpid()
-
-
 def run_engine(config: EngineConfig, *, on_ready: Callable[[EngineService], None] | None = None) -> EngineService:
     """Build, start and run an engine in this thread with signal handling (the `qlcore engine` command)."""
     service = EngineService(config)
@@ -610,4 +592,4 @@ def run_engine(config: EngineConfig, *, on_ready: Callable[[EngineService], None
     return service
 
 
-__all__ = ["DEMO_STRATEGIES", "EngineConfig", "EngineService", "replace", "run_engine"]
+__all__ = ["DEMO_STRATEGIES", "EngineConfig", "EngineService", "run_engine"]

@@ -7,6 +7,7 @@ orders, fills, risk, alerts, feed, broker, commands, reconciliation.
 """
 from __future__ import annotations
 
+import heapq
 import math
 import os
 import time
@@ -67,7 +68,7 @@ def build_snapshot(engine: EngineService) -> dict[str, Any]:
     by_instrument = [_money_row(r) for r in view["by_instrument"] if keep(r)]
     acct = view["account"]
     equity = Decimal(acct["equity"])
-    first_equity = Decimal(engine.equity_curve[0][1]) if engine.equity_curve else equity
+    first_equity = engine.start_equity if engine.start_equity is not None else equity
     account_mode = engine.trading_mode()
     account = {
         "mode": account_mode[0],
@@ -101,8 +102,8 @@ def build_snapshot(engine: EngineService) -> dict[str, Any]:
                 "open_orders": open_by_strategy.get(sid, 0),
             }
         )
-    orders = sorted(state.orders.values(), key=lambda o: o.ts_last)
-    shown = {o.order_id: o for o in orders[-RECENT:]}
+    # the newest RECENT of every order the session made, without sorting them all twice a second
+    shown = {o.order_id: o for o in heapq.nlargest(RECENT, state.orders.values(), key=lambda o: o.ts_last)}
     shown.update({o.order_id: o for o in open_orders})
     order_rows = [
         {

@@ -117,7 +117,7 @@ class EngineLease:
                 mode=self.mode,
                 started_at=self.started_at,
                 heartbeat_at=now,
-                snapshot=b"{}".decode(),
+                snapshot="{}",
             )
             if row is None:
                 conn.execute(engine_status.insert().values(engine_id=self.engine_id, **values))

@@ -9,14 +9,13 @@ the user from the session's signed login cookie (`pn.state.user`), never from th
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
 
-from qlcore.audit.log import AuditConflict, AuditEntry, AuditLog
+from qlcore.audit.log import AuditEntry, AuditLog
 from qlcore.control.commands import CommandError, CommandQueue, canonical_payload, redacted
 from qlcore.ui.auth import Role, UserStore
 
@@ -109,11 +108,6 @@ class Actions:
 
 
 def audit_append(engine: Engine, actor: str, action: str, subject: str, details: dict[str, Any]) -> AuditEntry:
-    """Append one entry to the store's audit chain, which the engine appends to as well: a conflict means
-    another writer went first, so read the tail again and chain after it."""
-    for attempt in range(20):
-        try:
-            return AuditLog(engine=engine).record(actor, action, subject, details)
-        except AuditConflict:
-            time.sleep(0.005 * (attempt + 1))
-    raise RuntimeError(f"audit log: could not append {action} for {actor} after 20 attempts")
+    """Append one entry to the store's audit chain, which the engine appends to as well (a conflict with
+    another writer is chained again after its entries)."""
+    return AuditLog(engine=engine, conflict_retries=20).record(actor, action, subject, details)

@@ -183,3 +183,18 @@ def test_cli_verify_ok_and_tampered(log, store_url):
     bad = runner.invoke(audit_app, ["verify", "--db", store_url])
     assert bad.exit_code == 1
     assert "FAILED at seq 5: seq 5 missing" in bad.output
+
+
+def test_with_conflict_retries_a_batch_that_lost_the_race_is_chained_after_the_other_writer(store_url):
+    engine_log = AuditLog(store_url, batch_size=100, conflict_retries=3)
+    engine_log.record("engine", "start", "s", {})
+    engine_log.flush()  # seq 1
+    engine_log.record("engine", "order", "s/O-1", {"n": 1}, ts=10)
+    engine_log.record("engine", "fill", "s/O-1", {"n": 2}, ts=11)
+    AuditLog(store_url).record("user:bob", "command.pause", "s", {})  # seq 2, while the engine's batch waits
+    written = engine_log.flush()
+    assert [(e.seq, e.action) for e in written] == [(3, "order"), (4, "fill")]
+    assert [e.action for e in engine_log.entries()] == ["start", "command.pause", "order", "fill"]
+    assert engine_log.verify().ok
+    last = AuditLog(store_url, conflict_retries=1).record("user:eve", "command.halt", "s", {})
+    assert last.seq == 5 and last.prev_hash == written[-1].hash

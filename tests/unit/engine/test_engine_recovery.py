@@ -5,10 +5,12 @@ engine starts on the same store and venue ledger.
 """
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from qlcore.brokers.paper import PaperVenue
 from qlcore.control.commands import CommandQueue
@@ -19,6 +21,7 @@ from qlcore.events.store import EventStore
 from qlcore.model.enums import OrderSide, OrderStatus, OrderType
 from qlcore.model.market import Bar
 from qlcore.store.db import dispose_all
+from qlcore.store.tables import engine_status
 
 NS = 1_000_000_000
 
@@ -35,13 +38,8 @@ def _engine(url: str, tmp_path: Path, **kw) -> EngineService:
 
 def _crash(engine: EngineService) -> None:
     """Drop the engine as SIGKILL would: no flush, no shutdown; its lease is freed as a dead pid's would be."""
-    engine.venue._ledger.close()
-    engine.lease.pid = -1  # the next engine treats the holder as gone
-    from sqlalchemy import update
-
-    from qlcore.store.tables import engine_status
-
-    with engine.db.begin() as conn:
+    engine.venue.close()  # drops what was not flushed
+    with engine.db.begin() as conn:  # the holder's heartbeat is old: the next engine takes over
         conn.execute(update(engine_status).values(heartbeat_at=0))
     dispose_all()
 
@@ -150,10 +148,7 @@ def test_a_position_break_blocks_trading_until_it_is_resolved(sqlite_url, tmp_pa
 def test_a_second_engine_with_the_same_id_refuses_to_start(sqlite_url, tmp_path):
     first = _engine(sqlite_url, tmp_path)
     second = EngineService(_config(sqlite_url, tmp_path / "other"))
-    second.lease.pid = first.lease.pid + 1  # another process of this host, still alive: the first
-    import os
-
-    second.lease.pid = os.getppid()  # a live pid that is not the holder
+    second.lease.pid = os.getppid()  # another live process of this host, not the holder
     with pytest.raises(EngineAlreadyRunning, match="already running"):
         second.start()
     status = read_status(sqlite_url, "t")[0]
