@@ -24,17 +24,23 @@ def _status(env: dict[str, str]) -> dict:
     return json.loads(_cli(env, "status", "--json").stdout)
 
 
-def _wait(env: dict[str, str], predicate, timeout: float = 30.0) -> dict:
+def _wait(env: dict[str, str], engine: subprocess.Popen, predicate, timeout: float = 90.0) -> dict:
+    """Poll `qlcore status` until `predicate` holds. The bound is generous (a loaded CI machine runs the
+    browser tests beside this one); a dead engine fails at once, with its log."""
     deadline = time.monotonic() + timeout
+    last: object = None
     while True:
         try:
             snap = _status(env)
             if predicate(snap):
                 return snap
-        except (AssertionError, json.JSONDecodeError):
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
+            last = snap
+        except (AssertionError, json.JSONDecodeError) as exc:
+            last = exc
+        if engine.poll() is not None or time.monotonic() > deadline:
+            log = Path(env["QLCORE_DATA_DIR"], "engine.log").read_text()[-3000:]
+            why = f"engine exited with {engine.returncode}" if engine.returncode is not None else f"not met within {timeout} s"
+            raise AssertionError(f"condition {why}; last status: {last!r}\nengine log:\n{log}")
         time.sleep(0.2)
 
 
@@ -47,7 +53,7 @@ def test_engine_process_takes_cli_commands_and_reports_fills_and_positions(tmp_p
         env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )
     try:
-        _wait(env, lambda s: s["state"] == "running" and s.get("feed", {}).get("bars", 0) > 0)
+        _wait(env, engine, lambda s: s["state"] == "running" and s.get("feed", {}).get("bars", 0) > 0)
         assert (tmp_path / "qlcore.db").is_file()
 
         deployed = _cli(env, "strategy", "deploy", "sma_cross", "--id", "fast-aapl", "--symbols", "AAPL",
@@ -63,7 +69,7 @@ def test_engine_process_takes_cli_commands_and_reports_fills_and_positions(tmp_p
         malformed = _cli(env, "order", "submit", "--strategy", "desk", "--symbol", "MSFT", "--side", "HOLD", "--qty", "1", check=False)
         assert malformed.returncode == 2 and "side" in malformed.stderr
 
-        snap = _wait(env, lambda s: any(st["strategy_id"] == "fast-aapl" and st["trades"] >= 2 for st in s["strategies"]))
+        snap = _wait(env, engine, lambda s: any(st["strategy_id"] == "fast-aapl" and st["trades"] >= 2 for st in s["strategies"]))
         desk = [p for p in snap["positions"] if p["strategy_id"] == "desk"]
         assert desk and desk[0]["symbol"] == "MSFT" and Decimal(desk[0]["quantity"]) == 25
         assert any(f["strategy_id"] == "fast-aapl" for f in snap["fills"])
