@@ -57,7 +57,7 @@ def _config(url: str, venue: Path) -> EngineConfig:
     )
 
 
-def _run_child(url: str, venue: Path, first: bool) -> None:
+def _run_child(url: str, venue: Path, first: bool, ready) -> None:
     dispose_all()  # never share the parent's pooled connections
     service = EngineService(_config(url, venue))
     service.start()
@@ -71,13 +71,20 @@ def _run_child(url: str, venue: Path, first: bool) -> None:
                 "mean_reversion", {}, symbols=[sym], allocation=100_000, strategy_id=f"mr-{sym}", actor="test"
             )
         service.writer.flush()
+    ready.set()
     service.run()
 
 
-def _cycle(url: str, venue: Path, delay: float, first: bool) -> int:
+def _cycle(url: str, venue: Path, delay: float, first: bool, from_ready: bool) -> int:
+    """Fork an engine and SIGKILL it `delay` seconds later: counted from the fork (the kill may land in
+    recovery) or, with `from_ready`, from the end of its start (it lands while trading, however slow
+    a loaded machine makes the recovery)."""
     ctx = multiprocessing.get_context("fork")
-    proc = ctx.Process(target=_run_child, args=(url, venue, first), daemon=True)
+    ready = ctx.Event()
+    proc = ctx.Process(target=_run_child, args=(url, venue, first, ready), daemon=True)
     proc.start()
+    if from_ready:
+        assert ready.wait(60), "the engine did not finish starting within 60 s"
     time.sleep(delay)
     os.kill(proc.pid, signal.SIGKILL)
     proc.join(10)
@@ -103,7 +110,7 @@ def _crash_and_check(url: str, tmp_path: Path, kills: int, seed: int) -> dict[st
                 )
             )
         dispose_all()
-        code = _cycle(url, venue_path, rng.uniform(0.1, 0.7) if n else 1.2, first=(n == 0))
+        code = _cycle(url, venue_path, rng.uniform(0.1, 0.7), first=(n == 0), from_ready=(n % 2 == 0))
         assert code == -signal.SIGKILL, f"cycle {n}: the engine ended by itself with {code} before the kill"
 
     # a clean start: rebuild, reconcile, a few turns, clean stop
