@@ -3,7 +3,9 @@
 `rebuild` folds the engine's stream into a fresh `TradingState` (a corrupt or gapped log stops the
 start with `CorruptEventLog`, naming the first bad sequence number), restores the risk limits in
 force, re-deploys the strategies as the lifecycle events left them, and finds where the feed should
-go on (the last bar the log has seen).
+go on (the last bar the log has seen). The risk monitors start from their saved state and are fed,
+silenced, the prices and fills logged after it (from the first event when nothing was saved), so
+drawdown peaks, daily baselines, the VaR window and the breaches already acted on survive a restart.
 
 `reconcile` then asks the venue about every order the log does not know to be finished, and about
 every fill: whatever the log missed because the engine died between the venue's commit and its own
@@ -46,6 +48,7 @@ from qlcore.model.money import ZERO
 from qlcore.model.state import TradingState
 
 if TYPE_CHECKING:
+    from qlcore.engine.derived_state import Saved
     from qlcore.engine.service import EngineService
 
 
@@ -56,30 +59,63 @@ class Rebuilt:
     strategies: int = 0
     resume_ts: int | None = None
     completed_commands: dict[int, tuple[bool, str]] = field(default_factory=dict)
+    monitors_from: int | None = None  # the risk monitors' state was restored at this seq, then fed after it
 
     def describe(self) -> str:
         return json.dumps(
-            {"events": self.events, "orders": self.orders, "strategies": self.strategies, "resume_ts": self.resume_ts},
+            {"events": self.events, "orders": self.orders, "strategies": self.strategies, "resume_ts": self.resume_ts,
+             "monitors_from": self.monitors_from},
             sort_keys=True,
         )
 
 
+def _readable(engine: EngineService, saved: Saved | None) -> Saved | None:
+    """`saved` if the monitors can load it (they do, here), else None with an alert: the log is fed from the start."""
+    if saved is None:
+        return None
+    try:
+        engine.monitors.restore(saved.body)
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        engine.alert("warning", "risk monitors", f"saved state at seq {saved.seq} unreadable ({exc!r}); "
+                     "feeding them the whole log instead")
+        return None
+    return saved
+
+
 def rebuild(engine: EngineService) -> Rebuilt:
-    kernel, manager = engine.kernel, engine.manager
-    state = TradingState()
+    from qlcore.engine import derived_state
+
+    kernel, manager, monitors = engine.kernel, engine.manager, engine.monitors
+    state = kernel.state = TradingState()  # the monitors read the positions of the kernel's state
     out = Rebuilt()
+    blank = monitors.checkpoint()
+    saved = _readable(engine, derived_state.load(engine.db, engine.config.engine_id, derived_state.MONITORS, engine.config.stream))
+    # the monitors are fed the events after `from_seq` and restored at it; what they did before it is
+    # overwritten (a resume to ACTIVE there would otherwise reset peaks the saved state reflects)
+    from_seq = saved.seq if saved is not None else 0
+    monitors.silenced = True
+    last_seq = 0
     lifecycle: list[Event] = []
     fills: list[OrderFilled] = []
     prefix = kernel._prefix
     last_number = 0
     last_ts = 0
-    for _seq, event in engine.store.iter_events(engine.config.stream):
+    for seq, event in engine.store.iter_events(engine.config.stream):
         state.apply(event)
         out.events += 1
+        last_seq = seq
         t = type(event)
         ts = event.ts  # type: ignore[attr-defined]
         if ts > last_ts:
             last_ts = ts
+        if seq > from_seq:
+            if t is MarksUpdated:
+                monitors.on_marks(event)  # type: ignore[arg-type]
+            elif t is OrderFilled:
+                monitors.on_fill(event)  # type: ignore[arg-type]
+        elif seq == from_seq:
+            monitors.restore(saved.body)  # type: ignore[union-attr]
+            out.monitors_from = seq
         if t is OrderInitialized:
             out.orders += 1
             oid = event.order_id  # type: ignore[attr-defined]
@@ -91,7 +127,9 @@ def rebuild(engine: EngineService) -> Rebuilt:
             out.resume_ts = ts if out.resume_ts is None else max(out.resume_ts, ts)
         elif t in LIFECYCLE_EVENTS:
             lifecycle.append(event)
-            if t is StrategyDisabled:
+            if t is StrategyDeployed:
+                monitors.add_strategy(event.strategy_id, json.loads(event.details)["allocation"])  # type: ignore[attr-defined]
+            elif t is StrategyDisabled:
                 engine.guard.apply(event)  # type: ignore[arg-type]
         elif t is TradingModeChanged:
             engine.modes.apply(event)  # type: ignore[arg-type]
@@ -99,7 +137,11 @@ def rebuild(engine: EngineService) -> Rebuilt:
             engine.risk.apply(event)  # type: ignore[arg-type]
         elif t is CommandCompleted:
             out.completed_commands[event.command_id] = (event.accepted, event.reason)  # type: ignore[attr-defined]
-    kernel.state = state
+    monitors.silenced = False
+    if saved is not None and saved.seq > last_seq:
+        monitors.restore(blank)
+        engine.alert("warning", "risk monitors", f"saved state at seq {saved.seq} is beyond the log's end "
+                     f"({last_seq}); the monitors start afresh")
     kernel._next_order = last_number
     engine.clock.now = last_ts
     engine.risk.book.bind(state)

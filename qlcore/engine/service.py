@@ -109,6 +109,7 @@ class EngineConfig:
     poll_interval_s: float = 0.005  # idle sleep of the loop
     command_poll_s: float = 0.01  # how often the command table is read (a command waits at most this)
     heartbeat_s: float = 0.5
+    derived_state_s: float = 5.0  # how often the risk monitors' state is saved beside the log
     demo: bool = False
     exit_when_done: bool = False  # stop when the feed is exhausted and no command is pending
     max_steps: int | None = None  # stop after this many feed steps (tests)
@@ -221,6 +222,7 @@ class EngineService:
         self._stop = threading.Event()
         self._stop_reason = "stopped"
         self._last_beat = 0.0
+        self._last_saved = time.monotonic()
         self._last_take = 0.0
         self._last_marks: dict[str, Decimal] = {}
         self.resume_ts: int | None = None
@@ -365,6 +367,7 @@ class EngineService:
             self.kernel.emit(EngineStopped(self.clock.now, self.config.engine_id, self._stop_reason))
             self.writer.flush()
             self.audit.log.flush()
+            self._save_derived()
         finally:
             self.state = STOPPED
             self._beat(force=True)
@@ -434,7 +437,6 @@ class EngineService:
         self.client.on_bar(bar)  # the venue matches working orders first (fills at this bar's prices)
         self.risk.on_bar(bar)
         self.conditions.on_bar(bar)
-        self.monitors.on_bar(bar, evaluate=False)  # evaluated once per step, on its MarksUpdated
         self.manager.on_bar(bar)
         self.guard.run_pending()
 
@@ -487,11 +489,24 @@ class EngineService:
         if isinstance(event, StrategyDeployed):
             self.monitors.add_strategy(event.strategy_id, json.loads(event.details)["allocation"])
 
+    def _save_derived(self) -> None:
+        """Save the monitors' state with the last committed sequence number it reflects."""
+        from qlcore.engine import derived_state
+
+        self.writer.flush()
+        self._last_saved = time.monotonic()
+        derived_state.save(
+            self.db, self.config.engine_id, derived_state.MONITORS, self.config.stream, self.writer.committed_seq,
+            self.monitors.checkpoint(),
+        )
+
     def _beat(self, *, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last_beat < self.config.heartbeat_s:
             return
         self._last_beat = now
+        if self.state == RUNNING and now - self._last_saved >= self.config.derived_state_s:
+            self._save_derived()
         from qlcore.engine.snapshot import build_snapshot
 
         self.lease.beat(self.state, build_snapshot(self))

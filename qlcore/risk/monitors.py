@@ -18,6 +18,13 @@ value is back within the limit, or when an authorised user returns the scope to 
 restarts its drawdown peak and daily-loss baseline from the equity at that moment: the user has
 acknowledged the loss).
 
+A restarted engine picks up where the monitors were: `checkpoint` gives their state (peaks, day
+baselines, the VaR window, which breaches have fired) as plain JSON data that the engine stores
+beside the log with the sequence number it reflects; `restore` loads it, and the events logged after
+that number are fed again with the monitors `silenced` (their breaches were acted on and logged when
+they happened). Prices come only from `MarksUpdated` and fills from `OrderFilled`, both in the log,
+so feeding the logged events again gives the values the live run had.
+
 Configuration is the ``[monitors]`` TOML table::
 
     [monitors]
@@ -62,6 +69,7 @@ if TYPE_CHECKING:
     from qlcore.engine.kernel import Kernel
 
 NS_PER_DAY = 86_400_000_000_000
+CHECKPOINT_VERSION = 1
 ONE = Decimal(1)
 
 # monitor -> (what it measures, is it a fraction in [0, 1])
@@ -272,6 +280,7 @@ class RiskMonitors:
         self._returns: deque[Decimal] = deque()
         self._sorted: list[Decimal] = []
         self._limits: dict[str, ScopeLimits] = {}
+        self.silenced = False  # while True, breaches are remembered but neither recorded nor acted on
         modes.listeners.append(self._on_mode)
 
     # --- wiring -----------------------------------------------------------------------------------
@@ -426,6 +435,8 @@ class RiskMonitors:
         if key in self._breached:
             return  # already acted on; re-armed once the value is back within the limit
         self._breached.add(key)
+        if self.silenced:
+            return
         event = LimitBreached(ts, scope, monitor, canonical(limit.value), canonical(value), limit.action.value)
         self.kernel.emit(event)
         self.breaches.append(event)
@@ -433,6 +444,36 @@ class RiskMonitors:
         extra = f" ({details})" if details else ""
         reason = f"limit {monitor} of {scope} breached: {canonical(value)} > {canonical(limit.value)}{extra}"
         self.modes.restrict(scope, limit.action, reason=reason, actor=self.actor)
+
+    # --- restart --------------------------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        """The state a restart needs, as JSON-ready data (Decimals as strings)."""
+        return {
+            "version": CHECKPOINT_VERSION,
+            "tracks": {s: [str(t.last), str(t.peak), str(t.day_start)] for s, t in self._tracks.items()},
+            "day": self._day,
+            "period_ts": self._period_ts,
+            "sampled": None if self._sampled is None else str(self._sampled),
+            "returns": [str(r) for r in self._returns],
+            "breached": sorted([scope, monitor] for scope, monitor in self._breached),
+            "prices": {symbol: str(price) for symbol, price in self.prices.items()},
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Load what `checkpoint` gave. Raises `ValueError` on data of another version or shape."""
+        if data.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"monitors: checkpoint version {data.get('version')!r}, expected {CHECKPOINT_VERSION}")
+        tracks: dict[str, _Track] = {}
+        for scope, (last, peak, day_start) in data["tracks"].items():
+            track = tracks[scope] = _Track(Decimal(last))
+            track.peak, track.day_start = Decimal(peak), Decimal(day_start)
+        self._tracks = tracks
+        self._day, self._period_ts = data["day"], data["period_ts"]
+        self._sampled = None if data["sampled"] is None else Decimal(data["sampled"])
+        self._returns = deque(Decimal(r) for r in data["returns"])
+        self._sorted = sorted(self._returns)
+        self._breached = {(scope, monitor) for scope, monitor in data["breached"]}
+        self.prices = {symbol: Decimal(price) for symbol, price in data["prices"].items()}
 
     def _on_mode(self, event: TradingModeChanged) -> None:
         if event.new != TradingMode.ACTIVE.value:

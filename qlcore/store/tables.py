@@ -153,6 +153,20 @@ engine_status = Table(
     Column("snapshot", Text, nullable=False),
 )
 
+# State an engine derives from its log but that is slow to derive again (the risk monitors' peaks,
+# baselines and VaR window): one row per engine and part, replaced as the engine runs, valid for
+# the log up to `seq` (qlcore.engine.derived_state). Losing it costs a longer start, nothing else.
+engine_derived_state = Table(
+    "engine_derived_state",
+    metadata,
+    Column("engine_id", String(64), primary_key=True),
+    Column("part", String(32), primary_key=True),
+    Column("stream", String(128), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("saved_at", BigInteger, nullable=False),
+    Column("body", Text, nullable=False),
+)
+
 # --- scheduled notebook runs (qlcore.ops.runs, qlcore.ops.scheduler) -------------------------------
 # One row per attempt of a scheduled (or run-now) job: running -> succeeded | failed | timeout, or
 # refused at the gate (never ran). A refused, failed or timed-out row is also the job's alert.
