@@ -80,8 +80,9 @@ class Feed(Protocol):
     def stop(self) -> None:
         """Stop delivering; iteration ends before the next bar and ``poll`` returns nothing."""
 
-    def poll(self) -> list[Bar]:
-        """Every bar due by the clock's ``now``, without blocking (empty when none is due)."""
+    def poll(self, max_steps: int | None = None) -> list[Bar]:
+        """Every bar due by the clock's ``now`` (at most ``max_steps`` time steps of them: a consumer
+        that fell behind catches up over several polls), without blocking; empty when none is due."""
         ...
 
     def __iter__(self) -> Iterator[Bar]:
@@ -129,17 +130,27 @@ class _PacedFeed:
             self._done = self._pending is None
         return self._pending
 
-    def poll(self) -> list[Bar]:
+    def poll(self, max_steps: int | None = None) -> list[Bar]:
         if not self._started:
             raise RuntimeError(f"{type(self).__name__}.poll() before start()")
         due: list[Bar] = []
-        while not self._stopped.is_set():
+        left = -1 if max_steps is None else max_steps
+        while left and not self._stopped.is_set():
             step = self._next_step()
             if step is None or self._start_ns + step[0] > self.clock.now:
                 break
             due.extend(step[1])
             self._pending = None
+            left -= 1
         return due
+
+    @property
+    def behind_s(self) -> float:
+        """How long the next undelivered step has been due, in seconds (0 when the consumer keeps up)."""
+        step = self._next_step() if self._started and not self._stopped.is_set() else None
+        if step is None:
+            return 0.0
+        return max(self.clock.now - (self._start_ns + step[0]), 0) / NS_PER_SECOND
 
     def __iter__(self) -> Iterator[Bar]:
         if not self._started:

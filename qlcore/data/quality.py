@@ -124,9 +124,9 @@ class IngestionGate:
             if good is not None:
                 yield good
 
-    def poll(self, feed: Feed) -> list[Bar]:
-        """Poll ``feed``, check staleness, and return the good bars."""
-        bars = feed.poll()
+    def poll(self, feed: Feed, max_steps: int | None = None) -> list[Bar]:
+        """Poll ``feed`` (at most ``max_steps`` time steps), check staleness, and return the good bars."""
+        bars = feed.poll(max_steps)
         self.check_stale()
         return [b for b in bars if self.ingest(b) is not None]
 

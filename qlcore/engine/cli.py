@@ -201,6 +201,7 @@ def status_cmd(engine_id: EngineId = "engine", as_json: AsJson = False, db: Db =
         typer.echo(
             f"  feed        {feed['source']}  market time {market}  bars {feed['bars']:,}  "
             f"quarantined {feed['quarantined']}" + ("  (exhausted)" if feed.get("exhausted") else "")
+            + (f"  BEHIND by {feed['behind_s']:.1f} s" if feed.get("behind_s", 0) >= 1 else "")
         )
     strategies = snap.get("strategies", [])
     states: dict[str, int] = {}

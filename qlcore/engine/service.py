@@ -77,6 +77,7 @@ from qlcore.strategies.manager import StrategyManager, StrategyState
 log = logging.getLogger("qlcore.engine")
 
 NS = 1_000_000_000
+LAG_ALERT_S = 10.0  # an alert when the oldest untaken bar has been due this long
 FEEDS = ("replay", "synthetic")
 DEMO_STRATEGIES: tuple[dict[str, Any], ...] = (
     {"strategy_id": "demo-sma-aapl", "strategy": "sma_cross", "params": {"fast": 10, "slow": 30}, "symbols": ["AAPL"]},
@@ -109,6 +110,7 @@ class EngineConfig:
     poll_interval_s: float = 0.005  # idle sleep of the loop
     command_poll_s: float = 0.01  # how often the command table is read (a command waits at most this)
     heartbeat_s: float = 0.5
+    max_feed_steps_per_turn: int = 500  # a feed faster than the engine is caught up over several turns
     derived_state_s: float = 5.0  # how often the risk monitors' state is saved beside the log
     demo: bool = False
     exit_when_done: bool = False  # stop when the feed is exhausted and no command is pending
@@ -121,6 +123,8 @@ class EngineConfig:
             raise ValueError(f"speed must be > 0 feed steps per second, got {self.speed}")
         if not self.symbols:
             raise ValueError("the engine needs at least one symbol")
+        if self.max_feed_steps_per_turn < 1:
+            raise ValueError(f"max_feed_steps_per_turn must be >= 1, got {self.max_feed_steps_per_turn}")
 
     @property
     def resolved_url(self) -> str:
@@ -223,6 +227,7 @@ class EngineService:
         self._stop_reason = "stopped"
         self._last_beat = 0.0
         self._last_saved = time.monotonic()
+        self._lagging = False
         self._last_take = 0.0
         self._last_marks: dict[str, Decimal] = {}
         self.resume_ts: int | None = None
@@ -414,7 +419,15 @@ class EngineService:
     def _poll_bars(self) -> int:
         if self.feed is None or self.state != RUNNING:
             return 0
-        bars = self.gate.poll(self.feed)
+        bars = self.gate.poll(self.feed, self.config.max_feed_steps_per_turn)
+        behind = self.feed_behind_s()
+        if behind > LAG_ALERT_S and not self._lagging:
+            self._lagging = True
+            self.alert("warning", "feed", f"the engine is {behind:.0f} s behind the feed (speed {self.config.speed:g} "
+                       "steps/s is more than it keeps up with); bars are taken in order as it catches up")
+        elif behind < 1.0 and self._lagging:
+            self._lagging = False
+            self.alert("info", "feed", "the engine has caught up with the feed")
         if not bars:
             return 0
         step_ts = None
@@ -429,6 +442,10 @@ class EngineService:
             step_marks[bar.symbol] = to_decimal(bar.close)
         self._close_step(step_ts, step_marks)  # type: ignore[arg-type]
         return len(bars)
+
+    def feed_behind_s(self) -> float:
+        """How long the oldest bar the engine has not taken yet has been due (0 when it keeps up)."""
+        return float(getattr(self.feed, "behind_s", 0.0))
 
     def on_bar(self, bar: Bar) -> None:
         if bar.ts > self.clock.now:
@@ -553,8 +570,12 @@ class _SkipUntil:
     def stop(self) -> None:
         self.inner.stop()
 
-    def poll(self) -> list[Bar]:
-        return [b for b in self.inner.poll() if b.ts > self.ts]
+    def poll(self, max_steps: int | None = None) -> list[Bar]:
+        return [b for b in self.inner.poll(max_steps) if b.ts > self.ts]
+
+    @property
+    def behind_s(self) -> float:
+        return float(getattr(self.inner, "behind_s", 0.0))
 
     def __iter__(self) -> Iterator[Bar]:
         return (b for b in self.inner if b.ts > self.ts)

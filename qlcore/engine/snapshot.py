@@ -162,6 +162,7 @@ def build_snapshot(engine: EngineService) -> dict[str, Any]:
             "stale": sorted(engine.stale_symbols),
             "regimes": {s: engine.conditions.regime(s) for s in engine.config.symbols},
             "exhausted": bool(engine.feed is not None and engine.feed.exhausted),
+            "behind_s": round(engine.feed_behind_s(), 3),
         },
         "broker": {"venue": engine.venue.venue, "connected": True, "working_orders": engine.venue.working_count},
         "commands": {"last_id": counters.last_command_id, "processed": counters.commands},

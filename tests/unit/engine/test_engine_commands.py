@@ -9,6 +9,7 @@ import pytest
 
 from qlcore.control.commands import CommandQueue
 from qlcore.engine.service import EngineConfig, EngineService
+from qlcore.engine.status import read_status
 from qlcore.events.facts import CommandCompleted, TradingModeChanged
 from qlcore.events.store import EventStore
 from qlcore.model.enums import OrderStatus
@@ -239,3 +240,25 @@ def test_limit_changes_merge_into_the_limits_in_force(rig):
     assert _send(engine, queue, "d", "order.submit", {**order, "strategy_id": "tight", "quantity": "4"}).status == "refused"
     assert _send(engine, queue, "d", "order.submit", {**order, "strategy_id": "loose", "quantity": "50"}).status == "accepted"
     assert _send(engine, queue, "d", "order.submit", {**order, "strategy_id": "loose", "quantity": "51"}).status == "refused"
+
+
+def test_a_feed_faster_than_the_engine_is_caught_up_a_bounded_batch_a_turn_with_an_alert(sqlite_url, tmp_path):
+    from qlcore.data.feed import ManualClock, SymbolSeed, SyntheticIntradayFeed
+
+    t0 = 1_700_000_000_000_000_000
+    clock = ManualClock(t0)
+    feed = SyntheticIntradayFeed([SymbolSeed("AAA", 100.0, 0.02)], start_ts=t0, n_bars=2_000, step_seconds=0.01,
+                                 clock=clock)
+    engine = EngineService(EngineConfig(engine_id=TARGET, url=sqlite_url, venue_path=tmp_path / "v.sqlite", symbols=("AAA",),
+                                        feed="synthetic", max_feed_steps_per_turn=100, heartbeat_s=0.0), feed=feed)
+    engine.start()
+    clock.advance(15.0)  # 1,500 steps are due at once: the engine is 15 s behind
+    engine.step()
+    assert engine.counters.bars == 100  # one turn takes a bounded batch: commands are not kept waiting
+    assert any(a["source"] == "feed" and "behind the feed" in a["message"] for a in engine.alerts)
+    assert read_status(sqlite_url, TARGET)[0].snapshot["feed"]["behind_s"] > 10
+    while engine.counters.bars < 1_500:
+        assert engine.step()
+    assert engine.feed_behind_s() == 0.0
+    assert engine.alerts[-1]["message"] == "the engine has caught up with the feed"
+    engine.shutdown()

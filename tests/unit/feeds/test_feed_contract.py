@@ -77,3 +77,34 @@ def test_an_endless_synthetic_stream_must_be_paced() -> None:
                                     clock=ManualClock())
     it = iter(endless)
     assert [next(it).ts for _ in range(3)] == [0, 1_000_000_000, 2_000_000_000]
+
+
+def test_a_consumer_behind_the_feed_takes_at_most_max_steps_a_poll_and_loses_nothing(
+    make: Callable[[FeedClock], Feed],
+) -> None:
+    expected = list(make(ManualClock(T0)))
+    clock = ManualClock(T0)
+    feed = make(clock)
+    feed.start()
+    clock.advance(3600)  # every step is due: the consumer is an hour behind
+    assert feed.behind_s >= 3600 - 30  # type: ignore[attr-defined]
+    polled: list = []
+    polls = 0
+    while not feed.exhausted:
+        batch = feed.poll(max_steps=3)
+        assert 1 <= len({b.ts for b in batch}) <= 3
+        polled.extend(batch)
+        polls += 1
+    assert polled == expected
+    assert polls >= len({b.ts for b in expected}) // 3
+    assert feed.behind_s == 0.0  # type: ignore[attr-defined]
+
+
+def test_behind_is_zero_while_the_consumer_keeps_up(make: Callable[[FeedClock], Feed]) -> None:
+    clock = ManualClock(T0)
+    feed = make(clock)
+    feed.start()
+    feed.poll()
+    assert feed.behind_s == 0.0  # type: ignore[attr-defined]
+    clock.advance(2.5)
+    assert 0.5 <= feed.behind_s <= 2.5  # type: ignore[attr-defined]
