@@ -170,11 +170,12 @@ def flatten_positions(engine: EngineService, *, strategy_id: str | None = None, 
         if order.status is not OrderStatus.PENDING_CANCEL:
             kernel.cancel_order(order.order_id)
     ids = []
-    for (sid, sym), pos in sorted(kernel.state.positions.items()):
-        if pos.quantity == 0 or (strategy_id and sid != strategy_id) or (symbol and sym != symbol):
+    for sid, sym in sorted(kernel.state.positions):
+        if (strategy_id and sid != strategy_id) or (symbol and sym != symbol):
             continue
-        side = OrderSide.SELL if pos.quantity > 0 else OrderSide.BUY
-        ids.append(kernel.submit_order(sid, sym, side, abs(pos.quantity), OrderType.MARKET, tags="flatten"))
+        oid = kernel.close_position(sid, sym, tags="flatten")
+        if oid is not None:
+            ids.append(oid)
     return ids
 
 

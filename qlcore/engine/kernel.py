@@ -122,6 +122,14 @@ class Kernel:
         self.broker.submit(order)
         return order_id
 
+    def close_position(self, strategy_id: str, symbol: str, tags: str) -> str | None:
+        """Send the market order that brings `strategy_id`'s position in `symbol` to zero (None when flat)."""
+        pos = self.state.positions.get((strategy_id, symbol))
+        if pos is None or not pos.quantity:
+            return None
+        side = OrderSide.SELL if pos.quantity > 0 else OrderSide.BUY
+        return self.submit_order(strategy_id, symbol, side, abs(pos.quantity), OrderType.MARKET, tags=tags)
+
     def cancel_order(self, order_id: str) -> None:
         order = self.state.orders.get(order_id)
         if order is None:

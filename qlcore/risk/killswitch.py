@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from qlcore.events.facts import TradingModeChanged
-from qlcore.model.enums import OrderSide, OrderStatus, OrderType
+from qlcore.model.enums import OrderStatus
 from qlcore.risk.modes import ACCOUNT, FLATTEN_TAG, ModeGate, TradingMode, TradingModes
 
 if TYPE_CHECKING:
@@ -78,11 +78,10 @@ def halt(kernel: Kernel, modes: TradingModes, *, reason: str, actor: str, flatte
     denied: list[tuple[str, str]] = []
     if flatten:
         with modes.unwind():
-            for (sid, symbol), pos in list(kernel.state.positions.items()):
-                if not pos.quantity:
+            for sid, symbol in list(kernel.state.positions):
+                oid = kernel.close_position(sid, symbol, tags=FLATTEN_TAG)
+                if oid is None:
                     continue
-                side = OrderSide.SELL if pos.quantity > 0 else OrderSide.BUY
-                oid = kernel.submit_order(sid, symbol, side, abs(pos.quantity), OrderType.MARKET, tags=FLATTEN_TAG)
                 order = orders[oid]
                 if order.status is OrderStatus.DENIED:
                     denied.append((oid, order.reason or ""))

@@ -33,7 +33,7 @@ from qlcore.events.facts import (
     StrategyStopped,
 )
 from qlcore.events.types import Event, OrderFilled
-from qlcore.model.enums import OrderSide, OrderStatus, OrderType
+from qlcore.model.enums import OrderSide, OrderStatus
 from qlcore.model.market import Bar
 from qlcore.model.money import ZERO, canonical, to_decimal
 from qlcore.model.orders import Order
@@ -404,13 +404,9 @@ class StrategyManager:
         record.flattening = True
         try:
             for symbol in list(record.quantities):
-                pos = self.kernel.state.positions[(sid, symbol)]
-                if not pos.quantity:
-                    continue
-                side = OrderSide.SELL if pos.quantity > 0 else OrderSide.BUY
-                ids.append(
-                    self.kernel.submit_order(sid, symbol, side, abs(pos.quantity), OrderType.MARKET, tags="flatten")
-                )
+                oid = self.kernel.close_position(sid, symbol, tags="flatten")
+                if oid is not None:
+                    ids.append(oid)
         finally:
             record.flattening = False
         return ids

@@ -18,7 +18,7 @@ from qlcore.brokers import SimulatedBroker
 from qlcore.engine.clock import BacktestClock
 from qlcore.engine.kernel import Kernel
 from qlcore.events.types import Event, OrderFilled, OrderInitialized
-from qlcore.model.enums import OrderStatus
+from qlcore.model.enums import OrderSide, OrderStatus, OrderType
 from qlcore.model.instruments import Instrument
 from qlcore.model.market import Bar
 from qlcore.model.money import ZERO, to_decimal
@@ -455,3 +455,18 @@ def test_flatten_orders_still_pass_the_kernels_own_risk_hook():
     order = h.kernel.order(order_id)
     assert (order.side.value, order.quantity, order.status) == ("BUY", 4, OrderStatus.DENIED)
     assert order.reason == "test rule no_buys: buy refused"
+
+
+def test_close_position_sends_the_opposite_market_order_for_the_whole_position_and_nothing_when_flat():
+    h = Harness()
+    probe = h.manager.deploy(PROBE, {"every": 1000}, symbols=["AAA", "BBB"], allocation=10_000, strategy_id="p1")
+    probe.buy(7, "AAA")
+    probe.sell(3, "BBB")
+    h.bars(1, symbols=["AAA", "BBB"])
+    long_close = h.kernel.order(h.kernel.close_position("p1", "AAA", tags="t"))
+    short_close = h.kernel.order(h.kernel.close_position("p1", "BBB", tags="t"))
+    assert (long_close.side, long_close.quantity, long_close.order_type) == (OrderSide.SELL, 7, OrderType.MARKET)
+    assert (short_close.side, short_close.quantity, short_close.tags) == (OrderSide.BUY, 3, "t")
+    assert h.kernel.close_position("p1", "CCC", tags="t") is None  # never held
+    h.bars(1, symbols=["AAA", "BBB"])
+    assert h.kernel.close_position("p1", "AAA", tags="t") is None  # flat now
