@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy import Engine, select, update
 
 from qlcore.store.db import connect
+from qlcore.store.liveness import holder_alive
 from qlcore.store.tables import engine_status
 
 STARTING, RECONCILING, RUNNING, BLOCKED, STOPPING, STOPPED = (
@@ -51,21 +52,6 @@ class EngineStatus:
 
     def alive(self, stale_after_s: float = 5.0) -> bool:
         return self.state not in (STOPPED,) and self.heartbeat_age_s() < stale_after_s
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie (killed, not yet reaped by its parent) is gone for our purpose
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][:1] != "Z"
-    except OSError:
-        return True
 
 
 def read_status(url: str | None = None, engine_id: str | None = None, *, engine: Engine | None = None) -> list[EngineStatus]:
@@ -104,8 +90,7 @@ class EngineLease:
             row = conn.execute(select(engine_status).where(c.engine_id == self.engine_id)).first()
             if row is not None and row.state != STOPPED and row.pid != self.pid:
                 age = (now - row.heartbeat_at) / NS
-                holder_gone = row.host == self.host and not _pid_alive(row.pid)
-                if age < self.stale_after_s and not holder_gone:
+                if holder_alive(row.host, row.pid, row.heartbeat_at, self.stale_after_s, now):
                     raise EngineAlreadyRunning(
                         f"engine {self.engine_id!r} is already running (pid {row.pid} on {row.host}, "
                         f"heartbeat {age:.1f} s ago); stop it first or use another --engine-id"

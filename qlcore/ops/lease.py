@@ -1,8 +1,8 @@
 """One scheduler per store: a lease row with the holder's pid, host and heartbeat.
 
-A second scheduler refuses to start while the holder's heartbeat is fresh. A lease whose
-heartbeat is older than `stale_after_s`, or whose process is gone (same host, pid not running),
-is taken over with a compare-and-set on the old heartbeat, so two starters cannot both win.
+A second scheduler refuses to start while the holder is alive (`qlcore.store.liveness`: a fresh
+heartbeat, and on this host a running process). A lease whose holder is gone is taken over with a
+compare-and-set on the old heartbeat, so two starters cannot both win.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from qlcore.store.liveness import holder_alive
 from qlcore.store.tables import scheduler_lease
 
 NS = 1_000_000_000
@@ -31,16 +32,6 @@ class LeaseHolder:
     host: str
     started_at: int
     heartbeat_at: int
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
 
 
 class Lease:
@@ -71,8 +62,7 @@ class Lease:
                 if current is None:
                     raise
         age_s = (now - current.heartbeat_at) / NS
-        dead = current.host == self.host and not _pid_alive(current.pid)
-        if not dead and age_s < self.stale_after_s:
+        if holder_alive(current.host, current.pid, current.heartbeat_at, self.stale_after_s, now):
             raise SchedulerAlreadyRunning(
                 f"another scheduler is running on this store (pid {current.pid} on {current.host}, "
                 f"last heartbeat {age_s:.1f} s ago); stop it first, or wait {self.stale_after_s:.0f} s "
