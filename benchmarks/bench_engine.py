@@ -72,7 +72,7 @@ class _Silent:
 
     def stop(self) -> None: ...
 
-    def poll(self) -> list[Bar]:
+    def poll(self, max_steps: int | None = None) -> list[Bar]:
         return []
 
     def __iter__(self):  # type: ignore[no-untyped-def]
