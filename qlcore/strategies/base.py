@@ -130,6 +130,11 @@ class Strategy:
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         return self.kernel.state.open_orders(self.strategy_id, symbol)
 
+    def working_order(self, symbol: str | None = None) -> str | None:
+        """The id of the newest open order in `symbol`, if any (what `on_start` picks up after a restart)."""
+        orders = self.open_orders(symbol)
+        return orders[-1].order_id if orders else None
+
     # --- acting --------------------------------------------------------------------------------
     def order(
         self,

@@ -44,7 +44,7 @@ class MeanReversion(Strategy):
     def on_start(self) -> None:
         self._z = {s: RollingZScore(self.window) for s in self.symbols}
         # the order each symbol is waiting on; a denied, cancelled or expired one frees the symbol
-        self._pending: dict[str, str | None] = dict.fromkeys(self.symbols)
+        self._pending: dict[str, str | None] = {s: self.working_order(s) for s in self.symbols}
 
     def on_bar(self, bar: Bar) -> None:
         z = self._z[bar.symbol].update(bar.close)

@@ -31,9 +31,11 @@ class SmaCross(Strategy):
 
     def on_start(self) -> None:
         self._cross = {symbol: SmaCrossover(self.fast, self.slow).update for symbol in self.symbols}
-        self._long: dict[str, bool] = dict.fromkeys(self.symbols, False)
+        # from the kernel's state, not assumed flat: a strategy re-deployed by a restarted engine goes
+        # on with the position and the open order it had
+        self._long: dict[str, bool] = {s: self.position(s) > 0 for s in self.symbols}
         # the order each symbol is waiting on; a denied, cancelled or expired one frees the symbol
-        self._pending: dict[str, str | None] = dict.fromkeys(self.symbols)
+        self._pending: dict[str, str | None] = {s: self.working_order(s) for s in self.symbols}
 
     def on_bar(self, bar: Bar) -> None:
         symbol = bar.symbol

@@ -179,3 +179,25 @@ def test_state_strategies_and_limits_survive_a_restart(sqlite_url, tmp_path):
     assert new_id not in list(again.kernel.state.orders)[:orders_before]  # ids are never reused
     assert int(new_id.rsplit("-", 1)[1]) == orders_before + 1
     again.shutdown()
+
+
+def test_a_strategy_redeployed_after_a_restart_goes_on_from_its_position_not_from_flat(sqlite_url, tmp_path):
+    def feed(engine: EngineService, prices: list[float], start: int) -> list[Decimal]:
+        held = []
+        for i, px in enumerate(prices):
+            engine.on_bar(_bar("AAPL", (start + i) * NS, px))
+            engine.step()
+            held.append(engine.kernel.state.position("a", "AAPL"))
+        return held
+
+    engine = _engine(sqlite_url, tmp_path)
+    engine.manager.deploy("sma_cross", {"fast": 2, "slow": 3, "quantity": 10}, symbols=["AAPL"], allocation=50_000,
+                          strategy_id="a")
+    assert feed(engine, [10.0, 9.0, 8.0, 9.0, 11.0, 13.0], 1)[-1] == 10  # long 10 when it dies
+    _crash(engine)
+
+    again = _engine(sqlite_url, tmp_path)
+    # crosses both ways after the restart: a strategy that believed itself flat bought a second lot
+    held = feed(again, [14.0, 13.0, 12.0, 13.0, 15.0, 17.0, 14.0, 11.0, 9.0], 20)
+    assert max(held) == 10 and 0 in held  # never more than one lot; the lot from before the crash was closed
+    again.shutdown()
