@@ -210,15 +210,19 @@ class ReplayFeed(_PacedFeed):
     def __len__(self) -> int:
         return len(self._bars)
 
-    def _steps(self) -> Iterator[tuple[int, list[Bar]]]:
+    def steps(self) -> Iterator[list[Bar]]:
+        """Every bar this feed delivers, grouped by timestamp, in order, without pacing."""
         step: list[Bar] = []
-        k = 0
         for bar in self._bars:
             if step and bar.ts != step[0].ts:
-                yield k * self.step_ns, step
-                step, k = [], k + 1
+                yield step
+                step = []
             step.append(bar)
         if step:
+            yield step
+
+    def _steps(self) -> Iterator[tuple[int, list[Bar]]]:
+        for k, step in enumerate(self.steps()):
             yield k * self.step_ns, step
 
 

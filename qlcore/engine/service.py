@@ -28,7 +28,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -231,6 +232,7 @@ class EngineService:
         self._last_take = 0.0
         self._last_marks: dict[str, Decimal] = {}
         self.resume_ts: int | None = None
+        self.warmed = 0  # bars handed to strategies' `on_warmup` at this start
         self.reconciliation: Any = None
         self.recent_fills: list[OrderFilled] = []
         self.quarantined = 0
@@ -287,6 +289,9 @@ class EngineService:
         else:
             self.state = BLOCKED
             self.alert("error", "reconciliation", self.reconciliation.summary())
+        self.warmed = self._warm_up()
+        if self.warmed:
+            self.alert("info", "strategies", f"warmed up on {self.warmed} bars from before the restart")
         self.start_equity = marked_equity(self.kernel.state)
         if fresh and self.config.demo:
             self._deploy_demo()
@@ -297,6 +302,40 @@ class EngineService:
             assert database is not None
             self.checkpointer = Checkpointer([database, self.venue.path]).start()
         self._beat(force=True)
+
+    def _warm_up(self) -> int:
+        """After a restart, hand the running strategies the bars before the resume point that their
+        indicators need (`Strategy.warmup_bars`), from the same source the feed replays. Returns the
+        bars handed (0 on a fresh start, or with a feed given from outside)."""
+        needs = self.manager.warmup_needs()
+        if self.resume_ts is None or not needs or self._feed is not None:
+            return 0
+        depth = max(needs.values())
+        history: deque[list[Bar]] = deque(maxlen=depth)  # the last `depth` time steps
+        if self.config.feed == "replay":
+            import pandas as pd
+
+            from qlcore.data.sample import load_sample
+
+            end = pd.Timestamp(self.resume_ts)
+            frames = {s: load_sample(s).loc[self.config.start:end].iloc[-n:] for s, n in needs.items()}
+            steps: Iterable[list[Bar]] = ReplayFeed(frames, step_seconds=None).steps()
+        else:
+            steps = SyntheticIntradayFeed.from_sample(self.config.symbols, seed=self.config.seed,
+                                                      step_seconds=1.0 / self.config.speed).clean_bars()
+        for step in steps:
+            if step[0].ts > self.resume_ts:
+                break
+            history.append(step)
+        left = dict(needs)  # the last `needs[symbol]` bars of each symbol, oldest first
+        chosen: list[Bar] = []
+        for step in reversed(history):
+            for bar in reversed(step):
+                if left.get(bar.symbol, 0) > 0:
+                    left[bar.symbol] -= 1
+                    chosen.append(bar)
+        chosen.reverse()
+        return self.manager.warm_up(chosen)
 
     def _deploy_demo(self) -> None:
         for spec in DEMO_STRATEGIES:

@@ -123,6 +123,16 @@ class Strategy:
 
     def on_stop(self) -> None: ...
 
+    # --- restart -------------------------------------------------------------------------------
+    def warmup_bars(self) -> int:
+        """How many bars per symbol `on_warmup` needs to bring the indicators back after a restart
+        (0: the strategy keeps no history, or starts cold)."""
+        return 0
+
+    def on_warmup(self, bar: Bar) -> None:
+        """A bar from before a restart, oldest first, after `on_start`: update indicators only, never
+        trade (the orders of that time are already in the log)."""
+
     # --- reading state -------------------------------------------------------------------------
     def position(self, symbol: str | None = None) -> Decimal:
         return self.kernel.state.position(self.strategy_id, symbol or self.symbols[0])

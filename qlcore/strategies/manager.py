@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -412,6 +412,27 @@ class StrategyManager:
         return ids
 
     # --- market data -----------------------------------------------------------------------------
+    def warmup_needs(self) -> dict[str, int]:
+        """Per symbol, the most bars of history a RUNNING strategy on it asks for after a restart."""
+        needs: dict[str, int] = {}
+        for symbol, records in self._by_symbol.items():
+            n = max((r.strategy.warmup_bars() for r in records if r.state is StrategyState.RUNNING), default=0)
+            if n > 0:
+                needs[symbol] = n
+        return needs
+
+    def warm_up(self, bars: Iterable[Bar]) -> int:
+        """Hand bars from before a restart (time-ordered) to the RUNNING strategies that asked for
+        history (`warmup_bars`), through `on_warmup`: indicators only, no orders. Returns bars handed."""
+        handed = 0
+        running = StrategyState.RUNNING
+        for bar in bars:
+            for record in self._by_symbol.get(bar.symbol, ()):
+                if record.state is running and record.strategy.warmup_bars() > 0:
+                    record.strategy.on_warmup(bar)
+                    handed += 1
+        return handed
+
     def on_bar(self, bar: Bar) -> None:
         """Hand `bar` to the RUNNING strategies subscribed to its symbol (after the broker has seen it)."""
         if bar.ts != self._open_ts:

@@ -65,6 +65,12 @@ class MeanReversion(Strategy):
         if not self.kernel.state.orders[fill.order_id].is_open:
             self._pending[fill.symbol] = None
 
+    def warmup_bars(self) -> int:
+        return self.window
+
+    def on_warmup(self, bar: Bar) -> None:
+        self._z[bar.symbol].update(bar.close)
+
     # --- vectorized form (research) -------------------------------------------------------------
     @classmethod
     def vectorized_signals(cls, close: np.ndarray, **params: Any) -> tuple[np.ndarray, np.ndarray]:

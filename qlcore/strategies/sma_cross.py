@@ -58,6 +58,12 @@ class SmaCross(Strategy):
             self._pending[fill.symbol] = None
         self._long[fill.symbol] = self.position(fill.symbol) > 0
 
+    def warmup_bars(self) -> int:
+        return self.slow
+
+    def on_warmup(self, bar: Bar) -> None:
+        self._cross[bar.symbol](round(bar.close * SCALE))
+
     # --- vectorized form (research) -------------------------------------------------------------
     @classmethod
     def vectorized_signals(cls, close: np.ndarray, **params: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -201,3 +201,31 @@ def test_a_strategy_redeployed_after_a_restart_goes_on_from_its_position_not_fro
     held = feed(again, [14.0, 13.0, 12.0, 13.0, 15.0, 17.0, 14.0, 11.0, 9.0], 20)
     assert max(held) == 10 and 0 in held  # never more than one lot; the lot from before the crash was closed
     again.shutdown()
+
+
+def _indicators(engine: EngineService) -> tuple:
+    cross = engine.kernel.strategies["s"]._cross["AAPL"].__self__  # SmaCrossover behind the bound update
+    z = engine.kernel.strategies["m"]._z["MSFT"]
+    window = [cross.buf[(cross.pos + i) % cross.slow] for i in range(cross.slow)]  # oldest first
+    return (cross.fast_sum, cross.slow_sum, cross.last_sign, window), (z.s1, z.s2, list(z.window))
+
+
+@pytest.mark.parametrize("feed", ["replay", "synthetic"])
+def test_after_a_restart_strategies_are_warmed_up_to_the_indicators_of_an_uninterrupted_run(feed, sqlite_url, tmp_path):
+    def engine() -> EngineService:
+        return _engine(sqlite_url, tmp_path, feed=feed, speed=2000.0, seed=5, start="2005-01-03")
+
+    first = engine()
+    first.manager.deploy("sma_cross", {"fast": 5, "slow": 20}, symbols=["AAPL"], allocation=50_000, strategy_id="s")
+    first.manager.deploy("mean_reversion", {"window": 15}, symbols=["MSFT"], allocation=50_000, strategy_id="m")
+    while first.counters.steps < 80:
+        first.step()
+    live = _indicators(first)
+    assert first.warmed == 0  # a fresh start has nothing to warm up on
+    _crash(first)
+
+    again = engine()
+    assert again.warmed == 20 + 15
+    assert _indicators(again) == live
+    assert any("warmed up on 35 bars" in a["message"] for a in again.alerts)
+    again.shutdown()
