@@ -9,6 +9,7 @@ CSS are served by this server (no CDN: the desk machines may have no internet).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,7 @@ def serve(config: ServeConfig, *, echo: Callable[[str], None] = print, start: bo
     context = AppContext.create(db, users_file, engine_id=config.engine_id, period_ms=config.period_ms)
     if config.num_procs > 1:
         db.dispose()  # the processes are forked: none may inherit an open connection
+        _workers_die_with_the_parent()
     host = "localhost" if config.address in ("127.0.0.1", "", "0.0.0.0") else config.address
     echo(f"serving the dashboards at http://{host}:{config.port}/monitor (control, research, audit)")
     return pn.serve(
@@ -118,6 +120,26 @@ def serve(config: ServeConfig, *, echo: Callable[[str], None] = print, start: bo
         verbose=False,
         num_procs=config.num_procs,
     )
+
+
+def _workers_die_with_the_parent() -> None:
+    """Forked server processes get SIGTERM when the process that forked them ends, however it
+    ends: a supervisor that signals `qlcore serve` alone (systemd's main pid, `kill PID`) stops them
+    all, instead of leaving them serving on the port. Linux only (prctl); elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    parent = os.getpid()
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def in_child() -> None:
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent ended before the line above: nobody will signal
+            os._exit(0)
+
+    os.register_at_fork(after_in_child=in_child)
 
 
 def default_context() -> Any:
