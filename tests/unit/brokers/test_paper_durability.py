@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from paper_venue_support import T0, Recorder, VenueOpener, bar, make_order
+from paper_venue_support import T0, Recorder, bar, make_order
 
 from qlcore.brokers.paper import DuplicateClientOrderId, PaperVenue
 from qlcore.engine.clock import BacktestClock
@@ -21,22 +21,6 @@ from qlcore.model.instruments import Instrument
 
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
 D = Decimal
-
-
-@pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
-
-
-@pytest.fixture
-def ledger_path(tmp_path: Path) -> Path:
-    return tmp_path / "venue" / "paper.sqlite"
-
-
-@pytest.fixture
-def open_venue(ledger_path: Path, recorder: Recorder):
-    with VenueOpener(ledger_path, recorder) as opener:
-        yield opener
 
 
 def test_changes_reach_the_engine_only_after_the_flush_commits_them(open_venue, recorder, ledger_path):

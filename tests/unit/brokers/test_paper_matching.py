@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import random
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-from paper_venue_support import MINUTE, T0, Recorder, VenueOpener, bar, make_order
+from paper_venue_support import MINUTE, T0, Recorder, bar, make_order
 
 from qlcore.brokers.matching import FillModel
 from qlcore.brokers.paper import PaperVenue
@@ -18,22 +17,6 @@ from qlcore.model.instruments import Instrument
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
 D = Decimal
 DAY_BARS = 24 * 60  # bars are one minute apart: this many later is the next day
-
-
-@pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
-
-
-@pytest.fixture
-def ledger_path(tmp_path: Path) -> Path:
-    return tmp_path / "venue" / "paper.sqlite"
-
-
-@pytest.fixture
-def open_venue(ledger_path: Path, recorder: Recorder):
-    with VenueOpener(ledger_path, recorder) as opener:
-        yield opener
 
 
 def _random_session(seed: int, n_bars: int = 120):
