@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from qlcore.audit.lineage import Lineage, trace
 from qlcore.audit.log import AuditEntry, AuditLog, Verification
 from qlcore.control.commands import Command, CommandQueue
+from qlcore.engine.status import EngineStatus
 from qlcore.store.db import connect
 from qlcore.store.runs import RunRecord, list_runs, load_equity
 from qlcore.store.tables import audit_log, engine_status, metadata, submissions
@@ -30,17 +31,9 @@ STALE_AFTER_S = 3.0  # the engine rewrites its row about twice a second: six mis
 
 
 @dataclass(frozen=True, slots=True)
-class EngineView:
-    """One engine's published status as read at `read_at` (wall ns); `snapshot` is the decoded JSON."""
+class EngineView(EngineStatus):
+    """One engine's published status (its `engine_status` row) as read at `read_at` (wall ns)."""
 
-    engine_id: str
-    pid: int
-    host: str
-    state: str
-    mode: str
-    started_at: int
-    heartbeat_at: int
-    snapshot: dict[str, Any]
     read_at: int
     stale_after_s: float = STALE_AFTER_S
     version: str = ""  # changes whenever the snapshot text changes
