@@ -46,6 +46,7 @@ from qlcore.execution.contract import VenueStatus
 from qlcore.model.enums import OrderStatus
 from qlcore.model.money import ZERO
 from qlcore.model.state import TradingState
+from qlcore.risk.monitors import SavedMonitors
 
 if TYPE_CHECKING:
     from qlcore.engine.derived_state import Saved
@@ -69,17 +70,17 @@ class Rebuilt:
         )
 
 
-def _readable(engine: EngineService, saved: Saved | None) -> Saved | None:
-    """`saved` if the monitors can load it (they do, here), else None with an alert: the log is fed from the start."""
+def _readable(engine: EngineService, saved: Saved | None) -> tuple[int, SavedMonitors] | None:
+    """The monitors' saved state and its seq, or None (with an alert if it could not be read: the
+    whole log is fed instead)."""
     if saved is None:
         return None
     try:
-        engine.monitors.restore(saved.body)
+        return saved.seq, SavedMonitors.parse(saved.body)
     except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
         engine.alert("warning", "risk monitors", f"saved state at seq {saved.seq} unreadable ({exc!r}); "
                      "feeding them the whole log instead")
         return None
-    return saved
 
 
 def rebuild(engine: EngineService) -> Rebuilt:
@@ -88,11 +89,11 @@ def rebuild(engine: EngineService) -> Rebuilt:
     kernel, manager, monitors = engine.kernel, engine.manager, engine.monitors
     state = kernel.state = TradingState()  # the monitors read the positions of the kernel's state
     out = Rebuilt()
-    blank = monitors.checkpoint()
+    blank = SavedMonitors.parse(monitors.checkpoint())
     saved = _readable(engine, derived_state.load(engine.db, engine.config.engine_id, derived_state.MONITORS, engine.config.stream))
     # the monitors are fed the events after `from_seq` and restored at it; what they did before it is
     # overwritten (a resume to ACTIVE there would otherwise reset peaks the saved state reflects)
-    from_seq = saved.seq if saved is not None else 0
+    from_seq, monitors_saved = saved if saved is not None else (0, blank)
     monitors.silenced = True
     last_seq = 0
     lifecycle: list[Event] = []
@@ -114,7 +115,7 @@ def rebuild(engine: EngineService) -> Rebuilt:
             elif t is OrderFilled:
                 monitors.on_fill(event)  # type: ignore[arg-type]
         elif seq == from_seq:
-            monitors.restore(saved.body)  # type: ignore[union-attr]
+            monitors.restore(monitors_saved)
             out.monitors_from = seq
         if t is OrderInitialized:
             out.orders += 1
@@ -138,9 +139,9 @@ def rebuild(engine: EngineService) -> Rebuilt:
         elif t is CommandCompleted:
             out.completed_commands[event.command_id] = (event.accepted, event.reason)  # type: ignore[attr-defined]
     monitors.silenced = False
-    if saved is not None and saved.seq > last_seq:
+    if from_seq > last_seq:
         monitors.restore(blank)
-        engine.alert("warning", "risk monitors", f"saved state at seq {saved.seq} is beyond the log's end "
+        engine.alert("warning", "risk monitors", f"saved state at seq {from_seq} is beyond the log's end "
                      f"({last_seq}); the monitors start afresh")
     kernel._next_order = last_number
     engine.clock.now = last_ts

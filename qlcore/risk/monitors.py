@@ -20,7 +20,8 @@ acknowledged the loss).
 
 A restarted engine picks up where the monitors were: `checkpoint` gives their state (peaks, day
 baselines, the VaR window, which breaches have fired) as plain JSON data that the engine stores
-beside the log with the sequence number it reflects; `restore` loads it, and the events logged after
+beside the log with the sequence number it reflects; `SavedMonitors.parse` reads it back and
+`restore` loads it, and the events logged after
 that number are fed again with the monitors `silenced` (their breaches were acted on and logged when
 they happened). Prices come only from `MarksUpdated` and fills from `OrderFilled`, both in the log,
 so feeding the logged events again gives the values the live run had.
@@ -246,6 +247,35 @@ class _Track:
         self.last = self.peak = self.day_start = equity
 
 
+@dataclass(frozen=True, slots=True)
+class SavedMonitors:
+    """`RiskMonitors.checkpoint` read back and checked (`parse`), ready for `restore`."""
+
+    tracks: Mapping[str, tuple[Decimal, Decimal, Decimal]]  # scope -> last, peak, day start
+    day: int | None
+    period_ts: int | None
+    sampled: Decimal | None
+    returns: tuple[Decimal, ...]
+    breached: frozenset[tuple[str, str]]
+    prices: Mapping[str, Decimal]
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> SavedMonitors:
+        """Raises `ValueError` (or KeyError, TypeError, ArithmeticError) on data of another version or shape."""
+        if data.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"monitors: checkpoint version {data.get('version')!r}, expected {CHECKPOINT_VERSION}")
+        return cls(
+            tracks={scope: (Decimal(last), Decimal(peak), Decimal(start))
+                    for scope, (last, peak, start) in data["tracks"].items()},
+            day=data["day"],
+            period_ts=data["period_ts"],
+            sampled=None if data["sampled"] is None else Decimal(data["sampled"]),
+            returns=tuple(Decimal(r) for r in data["returns"]),
+            breached=frozenset((scope, monitor) for scope, monitor in data["breached"]),
+            prices={symbol: Decimal(price) for symbol, price in data["prices"].items()},
+        )
+
+
 class RiskMonitors:
     """Evaluates the limits of a `MonitorConfig` on a kernel's state and acts through `TradingModes`.
 
@@ -459,21 +489,18 @@ class RiskMonitors:
             "prices": {symbol: str(price) for symbol, price in self.prices.items()},
         }
 
-    def restore(self, data: Mapping[str, Any]) -> None:
-        """Load what `checkpoint` gave. Raises `ValueError` on data of another version or shape."""
-        if data.get("version") != CHECKPOINT_VERSION:
-            raise ValueError(f"monitors: checkpoint version {data.get('version')!r}, expected {CHECKPOINT_VERSION}")
+    def restore(self, saved: SavedMonitors) -> None:
+        """Take the state `saved` holds (it can be restored again: nothing of it is shared)."""
         tracks: dict[str, _Track] = {}
-        for scope, (last, peak, day_start) in data["tracks"].items():
-            track = tracks[scope] = _Track(Decimal(last))
-            track.peak, track.day_start = Decimal(peak), Decimal(day_start)
+        for scope, (last, peak, day_start) in saved.tracks.items():
+            track = tracks[scope] = _Track(last)
+            track.peak, track.day_start = peak, day_start
         self._tracks = tracks
-        self._day, self._period_ts = data["day"], data["period_ts"]
-        self._sampled = None if data["sampled"] is None else Decimal(data["sampled"])
-        self._returns = deque(Decimal(r) for r in data["returns"])
-        self._sorted = sorted(self._returns)
-        self._breached = {(scope, monitor) for scope, monitor in data["breached"]}
-        self.prices = {symbol: Decimal(price) for symbol, price in data["prices"].items()}
+        self._day, self._period_ts, self._sampled = saved.day, saved.period_ts, saved.sampled
+        self._returns = deque(saved.returns)
+        self._sorted = sorted(saved.returns)
+        self._breached = set(saved.breached)
+        self.prices = dict(saved.prices)
 
     def _on_mode(self, event: TradingModeChanged) -> None:
         if event.new != TradingMode.ACTIVE.value:

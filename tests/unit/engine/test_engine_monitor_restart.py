@@ -138,3 +138,16 @@ def test_a_clean_stop_saves_the_monitors_at_the_last_event(sqlite_url, tmp_path)
     assert started["monitors_from"] == last
     assert again.monitors.checkpoint() == live
     again.shutdown()
+
+
+def test_a_saved_state_beyond_the_log_is_reported_and_not_used(sqlite_url, tmp_path):
+    _trading_run(sqlite_url, tmp_path)
+    with EventStore(sqlite_url).engine.begin() as conn:
+        conn.execute(update(engine_derived_state).values(seq=10**9))
+
+    again, started = _restart(sqlite_url, tmp_path)
+    assert started["monitors_from"] is None
+    assert any("beyond the log's end" in a["message"] for a in again.alerts)
+    fresh = again.monitors.checkpoint()
+    assert fresh["tracks"] == {} and fresh["returns"] == [] and fresh["breached"] == []
+    again.shutdown()
