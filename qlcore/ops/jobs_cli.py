@@ -159,11 +159,7 @@ def pause_cmd(
     schedules_dir: SchedulesDir = None,
 ) -> None:
     """Pause a job: its firings are skipped (kept across scheduler restarts) until it is resumed."""
-    from qlcore.ops.controls import set_paused
-
-    _record_file(job, schedules_dir)
-    set_paused(job, True, user, reason, db=db)
-    typer.echo(f"paused job {job}")
+    _set_paused(job, True, user, reason, db, schedules_dir)
 
 
 def resume_cmd(
@@ -174,11 +170,15 @@ def resume_cmd(
     schedules_dir: SchedulesDir = None,
 ) -> None:
     """Resume a paused job."""
+    _set_paused(job, False, user, reason, db, schedules_dir)
+
+
+def _set_paused(job: str, paused: bool, user: str, reason: str, db: str | None, schedules_dir: Path | None) -> None:
     from qlcore.ops.controls import set_paused
 
-    _record_file(job, schedules_dir)
-    set_paused(job, False, user, reason, db=db)
-    typer.echo(f"resumed job {job}")
+    _record_file(job, schedules_dir)  # an unknown job is refused before anything is recorded
+    set_paused(job, paused, user, reason, db=db)
+    typer.echo(f"{'paused' if paused else 'resumed'} job {job}")
 
 
 JOBS_COMMANDS: dict[str, Callable[..., None]] = {
