@@ -234,6 +234,8 @@ class JobScheduler:
     def sync(self, *, replace_all: bool = False) -> SyncReport:
         """Make the job store match the active records in ``schedules/`` (and the paused switches)."""
         report = SyncReport()
+        if self._stop_requested.is_set():  # a stop (e.g. SIGTERM) came first: leave the store as it is
+            return report
         active: dict[str, ScheduleRecord] = {}
         for file in sorted(Path(self.config.schedules_dir).glob("*.toml")):
             try:
@@ -251,6 +253,8 @@ class JobScheduler:
             self._versions.pop(job_id, None)
             report.removed.append(job_id)
         for job_id, record in active.items():
+            if self._stop_requested.is_set():
+                break
             if replace_all or job_id not in stored or self._versions.get(job_id) != record.version:
                 try:
                     self._add(record)
@@ -263,6 +267,10 @@ class JobScheduler:
                 (report.replaced if job_id in stored else report.added).append(job_id)
         paused = paused_jobs(db=self.engine)
         for job in self._scheduler.get_jobs(jobstore="default"):
+            if not hasattr(job, "next_run_time"):
+                # Only a job added after a stop (SIGTERM during this sync) has none: APScheduler keeps it
+                # pending and never stores it; its paused switch is read again at the next start.
+                continue
             if job.id in paused and job.next_run_time is not None:
                 job.pause()
             elif job.id not in paused and job.next_run_time is None:

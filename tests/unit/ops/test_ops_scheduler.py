@@ -333,6 +333,34 @@ def test_a_paused_job_stays_paused_across_a_restart_and_resumes(tmp_path):
         assert sched.jobs()[0].next_run_time is not None
 
 
+
+def test_a_stop_arriving_while_the_first_sync_loads_the_jobs_ends_the_run_cleanly(tmp_path):
+    """SIGTERM can land while the scheduler loads its jobs: the jobs added after it stay pending in
+    APScheduler (no next run time); the run must still end with no error and leave nothing held."""
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    nb = trivial_notebook(tmp_path / "n.ipynb")
+    for job_id in ("a", "b", "c"):
+        make_job(tmp_path, nb, job_id)
+    set_paused("c", True, "carol", "holiday desk", db=url)
+    from qlcore.ops.scheduler import cron_trigger
+
+    seen: list[str] = []
+
+    def stopping_trigger(record: ScheduleRecord):
+        seen.append(record.job_id)
+        if record.job_id == "b":
+            sched.stop()  # what the SIGTERM handler does
+        return cron_trigger(record, "XNYS")
+
+    sched = JobScheduler(config(tmp_path), trigger_for=stopping_trigger)
+    sched.run()
+    assert seen == ["a", "b"] and sched.start_error is None and sched.ready.is_set()
+    assert Lease(connect(url)).holder() is None
+    assert [e.action for e in AuditLog(url).entries(subject="scheduler")][-1] == "scheduler.stopped"
+    with Running(config(tmp_path)) as again:  # the next start loads every job, the paused one paused
+        assert {j.id: j.next_run_time is None for j in again.jobs()} == {"a": False, "b": False, "c": True}
+
+
 # --- the commands ----------------------------------------------------------------------------------
 def app() -> typer.Typer:
     a = typer.Typer()
