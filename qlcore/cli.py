@@ -339,11 +339,17 @@ def parity(
     cash: CashOption = "100000",
     fee_bps: FeeBpsOption = "0",
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    db: Annotated[str | None, typer.Option(help="store URL (default: QLCORE_DB_URL or data/qlcore.db)")] = None,
+    store: Annotated[bool, typer.Option(help="record the verdict in the store (the research page lists it)")] = True,
+    user: Annotated[str | None, typer.Option("--user", help="who ran the check (default: QLCORE_USER or login name)")] = None,
 ) -> None:
     """Run a strategy through vectorbt and the event-driven engine; exit 1 unless they trade identically."""
+    from qlcore.engine.cli import resolve_user
     from qlcore.engine.config import BacktestConfig
     from qlcore.research import NoVectorizedFormError
     from qlcore.research import parity as run_parity
+    from qlcore.store.db import connect
+    from qlcore.store.runs import save_parity
 
     params = _parse_params(param or [])
     config = BacktestConfig.from_mapping({"initial_cash": cash, "fee_bps": fee_bps})  # checks both
@@ -352,6 +358,7 @@ def parity(
         report = run_parity(strategy, params, frames, fee_bps=config.fee_bps, init_cash=config.initial_cash)
     except NoVectorizedFormError as exc:
         raise UserError(str(exc)) from None
+    record_id = save_parity(connect(db), report.to_dict(), resolve_user(user)) if store else None
     if as_json:
         typer.echo(report.to_json())
     else:
@@ -364,6 +371,8 @@ def parity(
             with pd.option_context("display.width", 250, "display.max_columns", 30):
                 typer.echo(f"\ndiffering trades ({len(differences)}; first {len(shown)} shown, engine vs vectorbt):")
                 typer.echo(shown.to_string(index=False))
+        if record_id is not None:
+            typer.echo(f"\nrecorded as parity check {record_id} (research page)")
     if not report.ok:
         raise typer.Exit(1)
 

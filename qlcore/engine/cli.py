@@ -29,7 +29,7 @@ Wait = Annotated[float, typer.Option(help="seconds to wait for the engine's outc
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
-def _user(user: str | None) -> str:
+def resolve_user(user: str | None) -> str:
     return user or os.environ.get("QLCORE_USER") or getpass.getuser()
 
 
@@ -39,7 +39,7 @@ def _send(kind: str, payload: dict[str, Any], *, user: str | None, db: str | Non
 
     queue = CommandQueue(db)
     try:
-        command_id = queue.submit(_user(user), kind, payload, target=engine_id)
+        command_id = queue.submit(resolve_user(user), kind, payload, target=engine_id)
     except CommandError as exc:
         raise UserError(f"malformed command: {exc}") from None
     if wait <= 0:

@@ -1,4 +1,5 @@
-"""Backtest run records: what was run, on what, with which result — next to its event stream."""
+"""Backtest run records (what was run, on what, with which result — next to its event stream) and
+parity check records (the verdict of one `qlcore parity` run)."""
 from __future__ import annotations
 
 import io
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from sqlalchemy import Engine, delete, insert, select
 
-from qlcore.store.tables import runs
+from qlcore.store.tables import parity_runs, runs
 
 if TYPE_CHECKING:
     from qlcore.portfolio.result import BacktestResult
@@ -105,3 +106,37 @@ def load_equity(engine: Engine, run_id: str) -> pd.Series:
     if blob is None:
         raise UnknownRunError(f"no equity stored for run {run_id!r}")
     return pd.read_parquet(io.BytesIO(blob))["equity"]
+
+
+@dataclass(frozen=True, slots=True)
+class ParityRecord:
+    id: int
+    created_at: str
+    user: str
+    strategy: str
+    symbols: list[str]
+    verdict: str
+    report: dict[str, Any]  # ParityReport.to_dict()
+
+
+def save_parity(engine: Engine, report: dict[str, Any], user: str) -> int:
+    """Store the summary of one parity check (`ParityReport.to_dict()`); returns its id."""
+    row = {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "user": user,
+        "strategy": str(report["strategy"]),
+        "symbols": json.dumps(list(report["symbols"])),
+        "verdict": str(report["verdict"]),
+        "report": json.dumps(report),
+    }
+    with engine.begin() as conn:
+        return int(conn.execute(insert(parity_runs).values(**row).returning(parity_runs.c.id)).scalar_one())
+
+
+def list_parity(engine: Engine, limit: int = 50) -> list[ParityRecord]:
+    """The latest parity checks, newest first."""
+    c = parity_runs.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(parity_runs).order_by(c.created_at.desc(), c.id.desc()).limit(limit)).all()
+    return [ParityRecord(r.id, r.created_at, r.user, r.strategy, json.loads(r.symbols), r.verdict,
+                         json.loads(r.report)) for r in rows]

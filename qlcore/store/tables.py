@@ -51,6 +51,21 @@ runs = Table(
     Index("ix_runs_created_at", "created_at"),
 )
 
+# One row per `qlcore parity` check (qlcore.store.runs.save_parity): the verdict and the report's
+# summary (ParityReport.to_dict) as JSON; the research page lists them beside the notebooks' verdicts.
+parity_runs = Table(
+    "parity_runs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("created_at", String(32), nullable=False),
+    Column("user", String(128), nullable=False),
+    Column("strategy", String(256), nullable=False),
+    Column("symbols", Text, nullable=False),
+    Column("verdict", String(16), nullable=False),
+    Column("report", Text, nullable=False),
+    Index("ix_parity_runs_created_at", "created_at"),
+)
+
 # --- audit (qlcore.audit) -------------------------------------------------------------------------
 # An append-only, hash-chained log: hash = sha256(prev_hash + canonical JSON of the entry). `seq`
 # is the primary key, so two writers cannot both append seq N: the second one fails.

@@ -23,7 +23,7 @@ from qlcore.audit.log import AuditEntry, AuditLog, Verification
 from qlcore.control.commands import Command, CommandQueue
 from qlcore.engine.status import EngineStatus
 from qlcore.store.db import connect
-from qlcore.store.runs import RunRecord, list_runs, load_equity
+from qlcore.store.runs import RunRecord, list_parity, list_runs, load_equity
 from qlcore.store.tables import audit_log, engine_status, metadata, submissions
 
 NS = 1_000_000_000
@@ -177,20 +177,34 @@ class ReadModel:
         return load_equity(self.engine, run_id)
 
     def parity_verdicts(self, limit: int = 50) -> list[dict[str, Any]]:
-        """Parity results recorded by submitted notebooks: submission, notebook, status and the verdicts."""
+        """Parity verdicts, newest first: those recorded by submitted notebooks and those of `qlcore parity`.
+
+        Each: source, subject (notebook or strategy and data), verdict, by, created_at, detail."""
         c = submissions.c
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(c.id, c.notebook, c.status, c.created_at, c.results).order_by(c.created_at.desc()).limit(limit)
+                select(c.id, c.notebook, c.author, c.status, c.created_at, c.results)
+                .order_by(c.created_at.desc()).limit(limit)
             ).all()
         out = []
         for r in rows:
             results = orjson.loads(r.results) if r.results else {}
             verdicts = {k: v for k, v in results.items() if "parity" in k.lower()} if isinstance(results, dict) else {}
             if verdicts:
-                out.append({"submission": r.id, "notebook": r.notebook, "status": r.status,
-                            "created_at": r.created_at, "parity": verdicts})
-        return out
+                out.append({"source": "notebook", "subject": r.notebook, "by": r.author, "created_at": r.created_at,
+                            "verdict": "; ".join(f"{k}: {v}" for k, v in verdicts.items()),
+                            "detail": f"submission {r.id} ({r.status})"})
+        for p in list_parity(self.engine, limit):
+            rep = p.report
+            params = ", ".join(f"{k}={v}" for k, v in rep.get("params", {}).items())
+            first = (rep.get("first_difference") or {}).get("text")
+            detail = (f"trades engine {rep.get('trades_engine')}, vectorbt {rep.get('trades_vectorbt')}, "
+                      f"differing {rep.get('differing_trades')}" + (f"; first: {first}" if first else ""))
+            out.append({"source": "qlcore parity", "by": p.user, "created_at": p.created_at, "verdict": p.verdict,
+                        "subject": f"{p.strategy}({params}) on {', '.join(p.symbols)}, fee {rep.get('fee_bps', 0):g} bps",
+                        "detail": detail})
+        out.sort(key=lambda v: v["created_at"], reverse=True)
+        return out[:limit]
 
     # --- scheduled jobs ----------------------------------------------------------------------------
     def job_runs(self, limit: int = 20) -> pd.DataFrame:

@@ -1,5 +1,5 @@
 """The research page: stored backtest runs, their equity curves side by side with their metrics, and
-the parity verdicts recorded by submitted notebooks."""
+the parity verdicts (of `qlcore parity` and of submitted notebooks)."""
 from __future__ import annotations
 
 from typing import Any
@@ -88,12 +88,10 @@ def _fmt(name: str, value: Any) -> str:
 def parity_table(context: AppContext) -> pn.viewable.Viewable:
     verdicts = context.read_model.parity_verdicts()
     if not verdicts:
-        return html_pane("<i>no parity verdicts recorded by submitted notebooks yet "
-                            "(run <code>qlcore parity</code> or submit a notebook that records one)</i>")
-    return table(pd.DataFrame([{
-        "submission": v["submission"], "notebook": v["notebook"], "status": v["status"], "created": v["created_at"],
-        "parity": "; ".join(f"{k}: {val}" for k, val in v["parity"].items()),
-    } for v in verdicts]), height=200, name="parity")
+        return html_pane("<i>no parity verdicts yet (run <code>qlcore parity</code> "
+                         "or submit a notebook that records one)</i>")
+    columns = ["created_at", "verdict", "source", "subject", "by", "detail"]
+    return table(pd.DataFrame(verdicts)[columns].rename(columns={"created_at": "created"}), height=220, name="parity")
 
 
 def create(context: AppContext) -> pn.template.BootstrapTemplate:

@@ -134,9 +134,17 @@ def test_wrong_password_gives_no_access(desk, browser, user, password) -> None:
 
 
 def test_research_and_audit_pages_render(desk, browser, artifacts) -> None:
+    from qlcore.research import parity
+    from qlcore.store.db import connect
+    from qlcore.store.runs import save_parity
+
+    save_parity(connect(desk.url), parity("sma_cross", {"fast": 10, "slow": 30}, "IBM").to_dict(), "quinn")
     page = login(browser, desk.base, "admin", PASSWORDS["admin"], "research")
     expect(page.get_by_text("admin (admin)")).to_be_visible(timeout=WAIT)
     expect(page.get_by_text("Backtest runs")).to_be_visible(timeout=WAIT)
+    row = page.locator(".tabulator-row", has_text="sma_cross(fast=10, slow=30, quantity=100) on IBM")
+    expect(row).to_contain_text("IDENTICAL", timeout=WAIT)  # the `qlcore parity` check, with who ran it
+    expect(row).to_contain_text("quinn")
     page.screenshot(path=str(artifacts / "research.png"), full_page=True)
     page.goto(f"{desk.base}/audit")
     expect(page.locator("#chain-status")).to_contain_text("VERIFIED", timeout=WAIT)

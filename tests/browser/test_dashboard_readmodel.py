@@ -87,3 +87,39 @@ def test_preview_follows_the_trading_mode() -> None:
     sell = preview_order(reducing, {"strategy_id": "sma-aapl", "symbol": "AAPL", "side": "SELL", "quantity": "100"})
     buy = preview_order(reducing, {"strategy_id": "sma-aapl", "symbol": "AAPL", "side": "BUY", "quantity": "100"})
     assert sell.ok and not buy.ok and "REDUCING" in buy.reasons[0]
+
+
+def test_parity_verdicts_list_both_qlcore_parity_checks_and_submitted_notebooks_newest_first(db) -> None:
+    import json
+
+    from sqlalchemy import insert, update
+
+    from qlcore.research import parity
+    from qlcore.store.runs import list_parity, save_parity
+    from qlcore.store.tables import parity_runs, submissions
+
+    report = parity("sma_cross", {"fast": 10, "slow": 30}, "IBM", fee_bps=10).to_dict()
+    check = save_parity(db, report, "alice")
+    with db.begin() as conn:  # the check ran a minute before a notebook recorded its verdict
+        conn.execute(update(parity_runs).values(created_at="2026-01-02T09:00:00+00:00"))
+        conn.execute(insert(submissions).values(
+            id="sub-1", notebook="notebooks/strategies/sma_cross.ipynb", code_hash="h" * 64, params="{}",
+            author="bob", results=json.dumps({"parity_verdict": "IDENTICAL", "sharpe": 1.2}), status="approved",
+            output_path="out.ipynb", created_at="2026-01-02T09:01:00+00:00"))
+        conn.execute(insert(submissions).values(  # a submission with no parity result is not a verdict
+            id="sub-2", notebook="n.ipynb", code_hash="h" * 64, params="{}", author="bob",
+            results=json.dumps({"sharpe": 1.0}), status="succeeded", output_path="o.ipynb",
+            created_at="2026-01-02T09:02:00+00:00"))
+    [stored] = list_parity(db)
+    assert (stored.id, stored.user, stored.strategy, stored.symbols) == (check, "alice", "sma_cross", ["IBM"])
+    assert stored.report == report and stored.verdict == "IDENTICAL"
+
+    notebook, cli = ReadModel(engine=db).parity_verdicts()
+    assert notebook == {"source": "notebook", "subject": "notebooks/strategies/sma_cross.ipynb", "by": "bob",
+                        "created_at": "2026-01-02T09:01:00+00:00", "verdict": "parity_verdict: IDENTICAL",
+                        "detail": "submission sub-1 (approved)"}
+    n = report["trades_engine"]
+    assert n > 0 and cli == {
+        "source": "qlcore parity", "by": "alice", "created_at": "2026-01-02T09:00:00+00:00", "verdict": "IDENTICAL",
+        "subject": "sma_cross(fast=10, slow=30, quantity=100) on IBM, fee 10 bps",
+        "detail": f"trades engine {n}, vectorbt {n}, differing 0"}

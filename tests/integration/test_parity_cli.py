@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from qlcore.store.db import connect
+from qlcore.store.runs import list_parity
+
 QLCORE = Path(sys.executable).with_name("qlcore")
 
 BROKEN = '''
@@ -30,7 +33,7 @@ class SkipsThirdEntry(SmaCross):
 
 
 def qlcore(*args: str, cwd: Path, pythonpath: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
+    env = dict(os.environ, QLCORE_DB_URL=f"sqlite:///{cwd / 'q.db'}", QLCORE_USER="alice")
     if pythonpath is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), env.get("PYTHONPATH", "")])
     return subprocess.run([str(QLCORE), "parity", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
@@ -41,6 +44,10 @@ def test_identical_runs_exit_0_with_the_verdict(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("parity IDENTICAL: sma_cross(fast=10, slow=30, quantity=100) on IBM, fee 10 bps")
     assert "differing 0" in proc.stdout and "differing trades" not in proc.stdout
+    [record] = list_parity(connect(f"sqlite:///{tmp_path / 'q.db'}"))
+    assert proc.stdout.rstrip().endswith(f"recorded as parity check {record.id} (research page)")
+    assert (record.user, record.strategy, record.symbols, record.verdict) == ("alice", "sma_cross", ["IBM"], "IDENTICAL")
+    assert record.report["params"] == {"fast": 10, "slow": 30, "quantity": "100"} and record.report["fee_bps"] == 10
 
 
 def test_a_difference_exits_1_and_prints_the_differing_trades(tmp_path):
@@ -51,6 +58,17 @@ def test_a_difference_exits_1_and_prints_the_differing_trades(tmp_path):
     assert "first difference: trade #3 (IBM): entry_ts engine" in proc.stdout
     table = proc.stdout.split("differing trades (")[1]
     assert table.splitlines()[2].split()[:2] == ["3", "IBM"]  # the first row shown is trade 3
+    [record] = list_parity(connect(f"sqlite:///{tmp_path / 'q.db'}"))
+    assert record.verdict == "DIFFERENT" and record.report["first_difference"]["trade"] == 3
+    assert "recorded as parity check" in proc.stdout
+
+
+def test_no_store_records_nothing_and_bad_input_records_nothing(tmp_path):
+    proc = qlcore("-s", "sma_cross", "--symbols", "IBM", "--no-store", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "recorded" not in proc.stdout
+    assert qlcore("-s", "sma_cross", "--symbols", "XYZ", cwd=tmp_path).returncode == 2
+    assert list_parity(connect(f"sqlite:///{tmp_path / 'q.db'}")) == []
 
 
 def test_json_output_for_a_shared_file(tmp_path, shared_data):
