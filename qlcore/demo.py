@@ -31,7 +31,7 @@ def run_demo(db: str | None = None, report: Path | None = None, echo: Callable[[
     store = EventStore(engine=engine)
     results = []
     echo(f"store: {engine.url.render_as_string(hide_password=True)}")
-    echo(f"{'run id':<28} {'strategy':<15} {'symbols':<15} {'final equity':>14} {'return':>8} {'sharpe':>7} {'max dd':>8} {'trades':>6}  replay")
+    echo(f"{'run id':<28} {'strategy':<15} {'symbols':<15} {'final equity':>14} {'return':>8} {'sharpe':>7} {'max dd':>8} {'fills':>6} {'closed':>6}  replay")
     for name, params, symbols in DEMO_RUNS:
         frames = {s: load_sample(s) for s in symbols}
         bt = BacktestEngine(DEMO_CONFIG, store=store)
@@ -42,7 +42,7 @@ def run_demo(db: str | None = None, report: Path | None = None, echo: Callable[[
         m = result.metrics
         echo(
             f"{result.run_id:<28} {name:<15} {','.join(symbols):<15} {result.final_equity:>14,.2f} "
-            f"{m.total_return:>8.2%} {m.sharpe:>7.2f} {m.max_drawdown:>8.2%} {m.n_trades:>6}  "
+            f"{m.total_return:>8.2%} {m.sharpe:>7.2f} {m.max_drawdown:>8.2%} {len(result.fills):>6} {m.n_trades:>6}  "
             f"{'verified' if verified else 'MISMATCH'}"
         )
         if not verified:
@@ -51,5 +51,6 @@ def run_demo(db: str | None = None, report: Path | None = None, echo: Callable[[
     path = report or project_data_dir() / "reports" / "demo.html"
     write_report(path, [("", r._repr_html_()) for r in results])
     echo(f"report: {path}")
+    echo("fills: orders filled; closed: round trips closed (a position still open is not counted)")
     echo("next: qlcore runs | qlcore replay --verify <run id> | qlcore backtest --help")
     return results

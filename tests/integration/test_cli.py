@@ -102,6 +102,11 @@ def test_demo_runs_every_builtin_verifies_and_writes_a_report(tmp_path):
     out = qlcore("demo", data_dir=tmp_path).stdout
     assert out.count("verified") == 9
     assert "MISMATCH" not in out
+    rows = {line.split()[1] + " " + line.split()[2]: line.split() for line in out.splitlines() if line.startswith("bt-")}
+    fills, closed = (int(x) for x in rows["rebalance AAPL,IBM,MSFT"][-3:-1])
+    assert fills > 0 and closed == 0  # it trades, but never closes a whole position: fills tell
+    fills, closed = (int(x) for x in rows["sma_cross AAPL"][-3:-1])
+    assert closed > 0 and closed * 2 - 1 <= fills <= closed * 2 + 1  # each round trip one entry and one exit
     report = tmp_path / "reports" / "demo.html"
     html = report.read_text()
     assert "sma_cross on AAPL" in html and "rebalance on AAPL, IBM, MSFT" in html
