@@ -6,6 +6,10 @@ step; instead the engine saves their state every few seconds with the sequence n
 event it reflects (the log is committed first), and a restart loads it and feeds only the events
 logged after that number. A missing or unreadable row means feeding the log from the start: slower,
 same result.
+
+Strategies keep what their indicators cannot rebuild (a rebalance cadence) the same way: their
+`save_state` is saved with the market time it reflects; a restart loads it and the warm-up hands them
+the bars after that time.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from sqlalchemy import Engine, delete, insert, select
 from qlcore.store.tables import engine_derived_state
 
 MONITORS = "monitors"
+STRATEGIES = "strategies"  # each strategy's `save_state`, with the market time it reflects
 
 
 @dataclass(frozen=True, slots=True)

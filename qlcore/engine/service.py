@@ -233,6 +233,8 @@ class EngineService:
         self._last_marks: dict[str, Decimal] = {}
         self.resume_ts: int | None = None
         self.warmed = 0  # bars handed to strategies' `on_warmup` at this start
+        self.deployed_at: dict[str, int] = {}  # strategy id -> market time of its (last) deployment
+        self.restored: dict[str, int] = {}  # strategy id -> market time of the saved state loaded at this start
         self.reconciliation: Any = None
         self.recent_fills: list[OrderFilled] = []
         self.quarantined = 0
@@ -289,6 +291,7 @@ class EngineService:
         else:
             self.state = BLOCKED
             self.alert("error", "reconciliation", self.reconciliation.summary())
+        self._load_strategy_states()
         self.warmed = self._warm_up()
         if self.warmed:
             self.alert("info", "strategies", f"warmed up on {self.warmed} bars from before the restart")
@@ -305,37 +308,48 @@ class EngineService:
 
     def _warm_up(self) -> int:
         """After a restart, hand the running strategies the bars before the resume point that their
-        indicators need (`Strategy.warmup_bars`), from the same source the feed replays. Returns the
-        bars handed (0 on a fresh start, or with a feed given from outside)."""
+        indicators need (`Strategy.warmup_bars`), and those after their saved state (`restored`), from
+        the same source the feed replays. Returns the bars handed (0 on a fresh start, or with a feed
+        given from outside)."""
         needs = self.manager.warmup_needs()
-        if self.resume_ts is None or not needs or self._feed is not None:
+        after: dict[str, int] = {}  # symbol -> the oldest saved state of a strategy on it
+        for sid, ts in self.restored.items():
+            for symbol in self.manager.strategy(sid).symbols:
+                after[symbol] = min(after.get(symbol, ts), ts)
+        if self.resume_ts is None or not (needs or after) or self._feed is not None:
             return 0
-        depth = max(needs.values())
-        history: deque[list[Bar]] = deque(maxlen=depth)  # the last `depth` time steps
         if self.config.feed == "replay":
+            import numpy as np
             import pandas as pd
 
             from qlcore.data.sample import load_sample
 
-            end = pd.Timestamp(self.resume_ts)
-            frames = {s: load_sample(s).loc[self.config.start:end].iloc[-n:] for s, n in needs.items()}
+            frames = {}
+            for symbol in needs.keys() | after.keys():
+                data = load_sample(symbol).loc[self.config.start:pd.Timestamp(self.resume_ts)]
+                keep = np.zeros(len(data), dtype=bool)
+                keep[max(len(data) - needs.get(symbol, 0), 0):] = True
+                if symbol in after:
+                    keep |= data.index > pd.Timestamp(after[symbol])
+                frames[symbol] = data[keep]
             steps: Iterable[list[Bar]] = ReplayFeed(frames, step_seconds=None).steps()
         else:
             steps = SyntheticIntradayFeed.from_sample(self.config.symbols, seed=self.config.seed,
                                                       step_seconds=1.0 / self.config.speed).clean_bars()
+        last = {symbol: deque[tuple[int, Bar]](maxlen=n) for symbol, n in needs.items()}
+        newer: list[tuple[int, Bar]] = []  # (arrival order, bar) after a saved state: all of them
+        order = 0
         for step in steps:
             if step[0].ts > self.resume_ts:
                 break
-            history.append(step)
-        left = dict(needs)  # the last `needs[symbol]` bars of each symbol, oldest first
-        chosen: list[Bar] = []
-        for step in reversed(history):
-            for bar in reversed(step):
-                if left.get(bar.symbol, 0) > 0:
-                    left[bar.symbol] -= 1
-                    chosen.append(bar)
-        chosen.reverse()
-        return self.manager.warm_up(chosen)
+            for bar in step:
+                order += 1
+                if bar.ts > after.get(bar.symbol, self.resume_ts):
+                    newer.append((order, bar))
+                elif bar.symbol in last:
+                    last[bar.symbol].append((order, bar))
+        chosen = sorted([*newer, *(x for bars in last.values() for x in bars)], key=lambda x: x[0])
+        return self.manager.warm_up([bar for _, bar in chosen], self.restored.keys())
 
     def _deploy_demo(self) -> None:
         for spec in DEMO_STRATEGIES:
@@ -544,6 +558,8 @@ class EngineService:
     def _on_lifecycle(self, event: Event) -> None:
         if isinstance(event, StrategyDeployed):
             self.monitors.add_strategy(event.strategy_id, json.loads(event.details)["allocation"])
+            # an id is deployed once (STOPPED is final); recovery's re-deploy keeps the logged time
+            self.deployed_at.setdefault(event.strategy_id, event.ts)
 
     def _save_derived(self) -> None:
         """Save the monitors' state with the last committed sequence number it reflects."""
@@ -551,10 +567,44 @@ class EngineService:
 
         self.writer.flush()
         self._last_saved = time.monotonic()
-        derived_state.save(
-            self.db, self.config.engine_id, derived_state.MONITORS, self.config.stream, self.writer.committed_seq,
-            self.monitors.checkpoint(),
-        )
+        seq = self.writer.committed_seq
+        derived_state.save(self.db, self.config.engine_id, derived_state.MONITORS, self.config.stream, seq,
+                           self.monitors.checkpoint())
+        kept = {}
+        for sid in self.manager.strategy_ids:
+            if self.manager.state(sid) is StrategyState.STOPPED or sid not in self.deployed_at:
+                continue
+            state = self.manager.strategy(sid).save_state()
+            if state is not None:
+                kept[sid] = {"deployed_at": self.deployed_at[sid], "state": state}
+        derived_state.save(self.db, self.config.engine_id, derived_state.STRATEGIES, self.config.stream, seq,
+                           {"ts": self.clock.now, "strategies": kept})
+
+    def _load_strategy_states(self) -> None:
+        """Give the re-deployed strategies the state they saved (`Strategy.load_state`) when it is from
+        their current deployment; `restored` then holds the market time each state reflects."""
+        from qlcore.engine import derived_state
+
+        saved = derived_state.load(self.db, self.config.engine_id, derived_state.STRATEGIES, self.config.stream)
+        if saved is None:
+            return
+        try:
+            ts, entries = int(saved.body["ts"]), dict(saved.body["strategies"])
+        except (KeyError, TypeError, ValueError) as exc:
+            self.alert("warning", "strategies", f"saved strategy state unreadable ({exc!r}): they start from their "
+                       "indicators only")
+            return
+        for sid, entry in entries.items():
+            if sid not in self.manager.strategy_ids or self.manager.state(sid) is StrategyState.STOPPED:
+                continue
+            if not isinstance(entry, dict) or entry.get("deployed_at") != self.deployed_at.get(sid):
+                continue  # saved by an earlier deployment under the same id
+            try:
+                self.manager.strategy(sid).load_state(entry["state"])
+            except Exception as exc:  # one strategy's bad state must not stop the engine
+                self.alert("warning", "strategies", f"{sid}: saved state not loaded ({exc!r}); it starts afresh")
+                continue
+            self.restored[sid] = ts
 
     def _beat(self, *, force: bool = False) -> None:
         now = time.monotonic()

@@ -130,8 +130,20 @@ class Strategy:
         return 0
 
     def on_warmup(self, bar: Bar) -> None:
-        """A bar from before a restart, oldest first, after `on_start`: update indicators only, never
-        trade (the orders of that time are already in the log)."""
+        """A bar from before a restart, oldest first, after `on_start` (and `load_state`): update
+        indicators only, never trade (the orders of that time are already in the log)."""
+
+    def save_state(self) -> dict[str, Any] | None:
+        """State beyond indicators that must survive a restart (a counter, a cadence), as JSON values;
+        None (the default): nothing to keep. A paper or live engine saves it every few seconds and at
+        a clean stop."""
+        return None
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """After a restart, after `on_start`: `state` as `save_state` returned it. The bars seen
+        between that save and the restart follow through `on_warmup` (after any `warmup_bars`
+        history), so a strategy that counts bars counts only those newer than its state. Read all of
+        `state` before changing anything: on an error the strategy goes on as `on_start` left it."""
 
     # --- reading state -------------------------------------------------------------------------
     def position(self, symbol: str | None = None) -> Decimal:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -421,15 +421,17 @@ class StrategyManager:
                 needs[symbol] = n
         return needs
 
-    def warm_up(self, bars: Iterable[Bar]) -> int:
+    def warm_up(self, bars: Iterable[Bar], restored: Collection[str] = ()) -> int:
         """Hand bars from before a restart (time-ordered) to the RUNNING strategies that asked for
-        history (`warmup_bars`), through `on_warmup`: indicators only, no orders. Returns bars handed."""
+        history (`warmup_bars`) or whose saved state was `restored` (`load_state`), through
+        `on_warmup`: indicators and counters only, no orders. Returns the bars handed."""
         handed = 0
         running = StrategyState.RUNNING
         for bar in bars:
             for record in self._by_symbol.get(bar.symbol, ()):
-                if record.state is running and record.strategy.warmup_bars() > 0:
-                    record.strategy.on_warmup(bar)
+                strategy = record.strategy
+                if record.state is running and (strategy.warmup_bars() > 0 or strategy.strategy_id in restored):
+                    strategy.on_warmup(bar)
                     handed += 1
         return handed
 

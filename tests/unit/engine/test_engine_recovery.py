@@ -232,3 +232,104 @@ def test_after_a_restart_strategies_are_warmed_up_to_the_indicators_of_an_uninte
     assert _indicators(again) == live
     assert any("warmed up on 35 bars" in a["message"] for a in again.alerts)
     again.shutdown()
+
+
+@pytest.mark.parametrize("feed", ["replay", "synthetic"])
+@pytest.mark.parametrize("saved", [True, False])
+def test_a_rebalance_cadence_goes_on_across_a_restart_from_its_saved_state(feed, saved, sqlite_url, tmp_path):
+    """`rebalance` counts bars to find its rebalance days. Its count is saved beside the monitors; the
+    bars between that save and the crash are counted again in the warm-up. Without the saved state
+    the count starts over (the test shows the difference)."""
+    from qlcore.engine import derived_state
+    from qlcore.store.tables import engine_derived_state
+
+    def engine(url: str, folder: Path) -> EngineService:
+        return _engine(url, folder, feed=feed, speed=500.0, seed=5, start="2005-01-03", derived_state_s=3600.0)
+
+    def deploy(engine: EngineService) -> None:
+        engine.manager.deploy("rebalance", {"every": 5}, symbols=["AAPL", "MSFT"], allocation=50_000, strategy_id="r")
+        engine.manager.deploy("sma_cross", {"fast": 3, "slow": 8}, symbols=["AAPL"], allocation=50_000, strategy_id="s")
+
+    def run(engine: EngineService, until_steps: int, seen: dict) -> None:
+        def on_bar(bar: Bar) -> None:  # the strategies' state after each bar, whatever a turn takes
+            handed(bar)
+            seen[bar.ts, bar.symbol] = _cadence(engine)
+
+        handed = engine.manager.on_bar
+        engine.manager.on_bar = on_bar  # type: ignore[method-assign]
+        while engine.counters.steps < until_steps:
+            engine.step()
+        engine.manager.on_bar = handed  # type: ignore[method-assign]
+
+    live: dict[int, tuple] = {}
+    (tmp_path / "live").mkdir()
+    reference = engine(f"sqlite:///{tmp_path / 'live' / 'q.db'}", tmp_path / "live")
+    deploy(reference)
+    run(reference, 60, live)
+    reference.shutdown()
+
+    first = engine(sqlite_url, tmp_path)
+    deploy(first)
+    before: dict[int, tuple] = {}
+    run(first, 17, before)
+    first._save_derived()
+    saved_at = first.clock.now
+    run(first, first.counters.steps + 4, before)  # these bars are seen, but not in the saved state
+    gap = first.counters.steps - 17
+    _crash(first)
+    if not saved:
+        with first.db.begin() as conn:
+            conn.execute(engine_derived_state.delete().where(engine_derived_state.c.part == derived_state.STRATEGIES))
+
+    again = engine(sqlite_url, tmp_path)
+    at_crash = live[again.resume_ts, "MSFT"]  # the uninterrupted run after the last bar the log has seen
+    if saved:
+        assert _cadence(again) == at_crash  # count, last bar time, last prices and indicators, before any new bar
+    else:
+        assert _cadence(again)[1] == at_crash[1] and _cadence(again)[0] != at_crash[0]
+    after: dict[int, tuple] = {}
+    run(again, 60, after)
+    common = sorted(after.keys() & live.keys())
+    assert len(common) > 40 and all(before[k] == live[k] for k in before)
+    if saved:
+        assert again.restored == {"r": saved_at} and gap > 0
+        assert [after[ts] for ts in common] == [live[ts] for ts in common]
+        assert any("warmed up" in a["message"] for a in again.alerts)
+    else:
+        assert again.restored == {}
+        assert [after[ts][0] for ts in common] != [live[ts][0] for ts in common]  # the count started over
+        assert [after[ts][1] for ts in common] == [live[ts][1] for ts in common]  # indicators still warm
+    again.shutdown()
+
+
+def _cadence(engine: EngineService) -> tuple:
+    r = engine.kernel.strategies["r"]
+    cross = engine.kernel.strategies["s"]._cross["AAPL"].__self__
+    return (r._bars, r._ts, dict(r._last)), (cross.fast_sum, cross.slow_sum, cross.last_sign)
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"strategies": {}}, "saved strategy state unreadable (KeyError('ts'))"),
+    ({"ts": 1, "strategies": {"r": {"deployed_at": None, "state": {"bars": "x"}}}}, None),  # another deployment
+    ("keep", "r: saved state not loaded (KeyError('last'))"),
+])
+def test_a_strategy_state_that_cannot_be_used_is_named_and_the_engine_starts(body, message, sqlite_url, tmp_path):
+    from qlcore.engine import derived_state
+
+    first = _engine(sqlite_url, tmp_path)
+    first.manager.deploy("rebalance", {"every": 5}, symbols=["AAPL", "MSFT"], allocation=50_000, strategy_id="r")
+    first.step()
+    first._save_derived()
+    saved = derived_state.load(first.db, "t", derived_state.STRATEGIES, first.config.stream)
+    assert saved is not None and saved.body["strategies"]["r"]["state"]["bars"] == 1
+    if body == "keep":  # this deployment's entry, but a state `load_state` cannot read
+        body = {**saved.body, "strategies": {"r": {**saved.body["strategies"]["r"], "state": {"bars": 3, "ts": 1}}}}
+    derived_state.save(first.db, "t", derived_state.STRATEGIES, first.config.stream, saved.seq, body)
+    _crash(first)
+
+    again = _engine(sqlite_url, tmp_path)
+    assert again.restored == {} and again.state == "running"
+    warnings = [a["message"] for a in again.alerts if a["source"] == "strategies" and a["level"] == "warning"]
+    assert len(warnings) == (1 if message else 0) and all(w.startswith(message) for w in warnings)
+    assert again.kernel.strategies["r"]._bars == 0  # starts its count afresh
+    again.shutdown()
