@@ -562,7 +562,8 @@ class EngineService:
             self.deployed_at.setdefault(event.strategy_id, event.ts)
 
     def _save_derived(self) -> None:
-        """Save the monitors' state with the last committed sequence number it reflects."""
+        """Save the monitors' state with the last committed sequence number it reflects, and the
+        strategies' `save_state` with the market time it reflects (every bar up to it was handed)."""
         from qlcore.engine import derived_state
 
         self.writer.flush()
