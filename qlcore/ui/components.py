@@ -299,7 +299,7 @@ class JobsPanel(_LiveViewer):
         runs = rm.cached("runs", self.every_s, lambda: pd.DataFrame([{
             "run": r.run_id, "created": r.created_at, "strategies": ",".join(s["id"] for s in r.strategies),
             "status": r.status, "final equity": money(r.final_equity),
-        } for r in rm.runs(10)]))
+        } for r in rm.runs(10)], columns=["run", "created", "strategies", "status", "final equity"]))
         if not jobs.equals(self._jobs.value):
             self._jobs.value = jobs
         if not runs.equals(self._runs.value):

@@ -218,7 +218,7 @@ class ReadModel:
             q = q.order_by(order.desc())
         with self.engine.connect() as conn:
             rows = conn.execute(q).mappings().all()
-        return pd.DataFrame([dict(r) for r in rows])
+        return pd.DataFrame([dict(r) for r in rows], columns=[c.name for c in table.c])
 
     def _job_table(self) -> Table | None:
         # the scheduler's table is declared in tables.py by its own package; tolerate its absence

@@ -62,8 +62,10 @@ def test_a_changed_snapshot_gets_a_new_version(db) -> None:
     assert v1.version != v2.version and v2.account["pnl_today"] == "2"
 
 
-def test_job_runs_are_empty_until_the_scheduler_has_a_table(db) -> None:
-    assert ReadModel(engine=db).job_runs().empty or "job" in " ".join(ReadModel(engine=db).job_runs().columns)
+def test_job_runs_have_their_columns_before_the_first_run(db) -> None:
+    # a dashboard table whose columns arrive with its first rows may show the header without them
+    frame = ReadModel(engine=db).job_runs()
+    assert frame.empty and {"job_id", "status", "started_at"} <= set(frame.columns)
 
 
 def test_preview_passes_a_good_order_and_names_the_rule_that_refuses_a_bad_one() -> None:
