@@ -130,7 +130,6 @@ def rebuild(engine: EngineService) -> Rebuilt:
             lifecycle.append(event)
             if t is StrategyDeployed:
                 monitors.add_strategy(event.strategy_id, json.loads(event.details)["allocation"])  # type: ignore[attr-defined]
-                engine.deployed_at[event.strategy_id] = ts  # type: ignore[attr-defined]
             elif t is StrategyDisabled:
                 engine.guard.apply(event)  # type: ignore[arg-type]
         elif t is TradingModeChanged:

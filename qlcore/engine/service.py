@@ -112,7 +112,7 @@ class EngineConfig:
     command_poll_s: float = 0.01  # how often the command table is read (a command waits at most this)
     heartbeat_s: float = 0.5
     max_feed_steps_per_turn: int = 500  # a feed faster than the engine is caught up over several turns
-    derived_state_s: float = 5.0  # how often the risk monitors' state is saved beside the log
+    derived_state_s: float = 5.0  # how often the monitors' and strategies' state is saved beside the log
     demo: bool = False
     exit_when_done: bool = False  # stop when the feed is exhausted and no command is pending
     max_steps: int | None = None  # stop after this many feed steps (tests)
@@ -233,8 +233,8 @@ class EngineService:
         self._last_marks: dict[str, Decimal] = {}
         self.resume_ts: int | None = None
         self.warmed = 0  # bars handed to strategies' `on_warmup` at this start
-        self.deployed_at: dict[str, int] = {}  # strategy id -> market time of its (last) deployment
-        self.restored: dict[str, int] = {}  # strategy id -> market time of the saved state loaded at this start
+        self.restored: set[str] = set()  # strategies whose saved state was loaded at this start
+        self.restored_ts: int | None = None  # the market time that state reflects
         self.reconciliation: Any = None
         self.recent_fills: list[OrderFilled] = []
         self.quarantined = 0
@@ -312,10 +312,9 @@ class EngineService:
         the same source the feed replays. Returns the bars handed (0 on a fresh start, or with a feed
         given from outside)."""
         needs = self.manager.warmup_needs()
-        after: dict[str, int] = {}  # symbol -> the oldest saved state of a strategy on it
-        for sid, ts in self.restored.items():
-            for symbol in self.manager.strategy(sid).symbols:
-                after[symbol] = min(after.get(symbol, ts), ts)
+        # symbol -> the time of the saved state of the strategies on it: every bar after it is handed
+        after: dict[str, int] = {} if self.restored_ts is None else {
+            symbol: self.restored_ts for sid in self.restored for symbol in self.manager.strategy(sid).symbols}
         if self.resume_ts is None or not (needs or after) or self._feed is not None:
             return 0
         if self.config.feed == "replay":
@@ -349,7 +348,7 @@ class EngineService:
                 elif bar.symbol in last:
                     last[bar.symbol].append((order, bar))
         chosen = sorted([*newer, *(x for bars in last.values() for x in bars)], key=lambda x: x[0])
-        return self.manager.warm_up([bar for _, bar in chosen], self.restored.keys())
+        return self.manager.warm_up([bar for _, bar in chosen], self.restored)
 
     def _deploy_demo(self) -> None:
         for spec in DEMO_STRATEGIES:
@@ -558,8 +557,6 @@ class EngineService:
     def _on_lifecycle(self, event: Event) -> None:
         if isinstance(event, StrategyDeployed):
             self.monitors.add_strategy(event.strategy_id, json.loads(event.details)["allocation"])
-            # an id is deployed once (STOPPED is final); recovery's re-deploy keeps the logged time
-            self.deployed_at.setdefault(event.strategy_id, event.ts)
 
     def _save_derived(self) -> None:
         """Save the monitors' state with the last committed sequence number it reflects, and the
@@ -571,19 +568,21 @@ class EngineService:
         seq = self.writer.committed_seq
         derived_state.save(self.db, self.config.engine_id, derived_state.MONITORS, self.config.stream, seq,
                            self.monitors.checkpoint())
+        # an id is deployed once (STOPPED is final, and stays so across restarts): a saved state belongs
+        # to the one deployment of its id
         kept = {}
         for sid in self.manager.strategy_ids:
-            if self.manager.state(sid) is StrategyState.STOPPED or sid not in self.deployed_at:
+            if self.manager.state(sid) is StrategyState.STOPPED:
                 continue
             state = self.manager.strategy(sid).save_state()
             if state is not None:
-                kept[sid] = {"deployed_at": self.deployed_at[sid], "state": state}
+                kept[sid] = state
         derived_state.save(self.db, self.config.engine_id, derived_state.STRATEGIES, self.config.stream, seq,
                            {"ts": self.clock.now, "strategies": kept})
 
     def _load_strategy_states(self) -> None:
-        """Give the re-deployed strategies the state they saved (`Strategy.load_state`) when it is from
-        their current deployment; `restored` then holds the market time each state reflects."""
+        """Give the re-deployed strategies the state they saved (`Strategy.load_state`); `restored`
+        then names them and `restored_ts` holds the market time their state reflects."""
         from qlcore.engine import derived_state
 
         saved = derived_state.load(self.db, self.config.engine_id, derived_state.STRATEGIES, self.config.stream)
@@ -595,17 +594,16 @@ class EngineService:
             self.alert("warning", "strategies", f"saved strategy state unreadable ({exc!r}): they start from their "
                        "indicators only")
             return
-        for sid, entry in entries.items():
+        for sid, state in entries.items():
             if sid not in self.manager.strategy_ids or self.manager.state(sid) is StrategyState.STOPPED:
                 continue
-            if not isinstance(entry, dict) or entry.get("deployed_at") != self.deployed_at.get(sid):
-                continue  # saved by an earlier deployment under the same id
             try:
-                self.manager.strategy(sid).load_state(entry["state"])
+                self.manager.strategy(sid).load_state(state)
             except Exception as exc:  # one strategy's bad state must not stop the engine
                 self.alert("warning", "strategies", f"{sid}: saved state not loaded ({exc!r}); it starts afresh")
                 continue
-            self.restored[sid] = ts
+            self.restored.add(sid)
+            self.restored_ts = ts
 
     def _beat(self, *, force: bool = False) -> None:
         now = time.monotonic()

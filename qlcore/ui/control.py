@@ -23,8 +23,6 @@ from qlcore.ui.live import AppContext, LiveStatus
 from qlcore.ui.page import section, start_page
 from qlcore.ui.preview import preview_order
 
-COMMAND_COLUMNS = ("id", "submitted", "user", "kind", "status", "outcome", "payload")
-
 
 class ControlPanel(Viewer):
     """Every control of the page, bound to one session's live status; all actions go through `act`."""
@@ -96,12 +94,10 @@ class ControlPanel(Viewer):
         self.limit_btn = w.Button(name="Set limit", button_type="primary")
         self.limit_btn.on_click(lambda _: self._set_limit())
         # recent commands and their outcomes
-        # the columns from the start: a table whose columns change with its first rows could show the
-        # new header without the rows in the browser (seen under load)
-        self.commands = table(pd.DataFrame(columns=list(COMMAND_COLUMNS)), height=220, name="commands")
+        self.commands = table(pd.DataFrame(), height=220, name="commands")
         self._commands_key: tuple[Any, ...] = ()
         self._refresh_choices()
-        self._refresh_commands()
+        self._refresh_commands(force=True)  # its columns from the start, even with no command yet
         self.live.param.watch(lambda *_: self._refresh_choices(), "view")
         self.live.param.watch(lambda *_: self._refresh_commands(), "age_s")
 
@@ -236,7 +232,9 @@ class ControlPanel(Viewer):
         self.commands.value = pd.DataFrame([{
             "id": c.id, "submitted": ts_text(c.ts_submitted), "user": c.user, "kind": c.kind, "status": c.status,
             "outcome": c.reason or "", "payload": ", ".join(f"{k}={v}" for k, v in c.payload.items() if k != "limits"),
-        } for c in cmds], columns=list(COMMAND_COLUMNS))
+        } for c in cmds], columns=["id", "submitted", "user", "kind", "status", "outcome", "payload"])
+        # (the columns are given: a table whose columns change with its first rows could show the new
+        # header without the rows in the browser, seen under load)
 
     def __panel__(self) -> pn.viewable.Viewable:
         role = self.role

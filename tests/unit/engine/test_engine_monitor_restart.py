@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, update
 
+from qlcore.engine.derived_state import MONITORS
 from qlcore.engine.service import EngineConfig, EngineService
 from qlcore.events.facts import EngineStarted, LimitBreached
 from qlcore.events.store import EventStore
@@ -117,12 +118,13 @@ def test_with_nothing_saved_the_whole_log_gives_the_same_monitors(sqlite_url, tm
 def test_an_unreadable_saved_state_is_reported_and_the_whole_log_used(sqlite_url, tmp_path):
     live, _ = _trading_run(sqlite_url, tmp_path)
     with EventStore(sqlite_url).engine.begin() as conn:
-        conn.execute(update(engine_derived_state).values(body='{"version": 1, "tracks": {"account": ["x"]}}'))
+        conn.execute(update(engine_derived_state).where(engine_derived_state.c.part == MONITORS)
+                     .values(body='{"version": 1, "tracks": {"account": ["x"]}}'))
 
     again, started = _restart(sqlite_url, tmp_path)
     assert started["monitors_from"] is None
     assert again.monitors.checkpoint() == live
-    assert any("unreadable" in a["message"] for a in again.alerts)
+    assert any(a["source"] == "risk monitors" and "unreadable" in a["message"] for a in again.alerts)
     again.shutdown()
 
 
@@ -143,7 +145,7 @@ def test_a_clean_stop_saves_the_monitors_at_the_last_event(sqlite_url, tmp_path)
 def test_a_saved_state_beyond_the_log_is_reported_and_not_used(sqlite_url, tmp_path):
     _trading_run(sqlite_url, tmp_path)
     with EventStore(sqlite_url).engine.begin() as conn:
-        conn.execute(update(engine_derived_state).values(seq=10**9))
+        conn.execute(update(engine_derived_state).where(engine_derived_state.c.part == MONITORS).values(seq=10**9))
 
     again, started = _restart(sqlite_url, tmp_path)
     assert started["monitors_from"] is None

@@ -292,11 +292,11 @@ def test_a_rebalance_cadence_goes_on_across_a_restart_from_its_saved_state(feed,
     common = sorted(after.keys() & live.keys())
     assert len(common) > 40 and all(before[k] == live[k] for k in before)
     if saved:
-        assert again.restored == {"r": saved_at} and gap > 0
+        assert (again.restored, again.restored_ts) == ({"r"}, saved_at) and gap > 0
         assert [after[ts] for ts in common] == [live[ts] for ts in common]
         assert any("warmed up" in a["message"] for a in again.alerts)
     else:
-        assert again.restored == {}
+        assert again.restored == set()
         assert [after[ts][0] for ts in common] != [live[ts][0] for ts in common]  # the count started over
         assert [after[ts][1] for ts in common] == [live[ts][1] for ts in common]  # indicators still warm
     again.shutdown()
@@ -310,7 +310,7 @@ def _cadence(engine: EngineService) -> tuple:
 
 @pytest.mark.parametrize(("body", "message"), [
     ({"strategies": {}}, "saved strategy state unreadable (KeyError('ts'))"),
-    ({"ts": 1, "strategies": {"r": {"deployed_at": None, "state": {"bars": "x"}}}}, None),  # another deployment
+    ({"ts": 1, "strategies": {"ghost": {"bars": 3}}}, None),  # a strategy the log does not know: ignored
     ("keep", "r: saved state not loaded (KeyError('last'))"),
 ])
 def test_a_strategy_state_that_cannot_be_used_is_named_and_the_engine_starts(body, message, sqlite_url, tmp_path):
@@ -321,14 +321,14 @@ def test_a_strategy_state_that_cannot_be_used_is_named_and_the_engine_starts(bod
     first.step()
     first._save_derived()
     saved = derived_state.load(first.db, "t", derived_state.STRATEGIES, first.config.stream)
-    assert saved is not None and saved.body["strategies"]["r"]["state"]["bars"] == 1
-    if body == "keep":  # this deployment's entry, but a state `load_state` cannot read
-        body = {**saved.body, "strategies": {"r": {**saved.body["strategies"]["r"], "state": {"bars": 3, "ts": 1}}}}
+    assert saved is not None and saved.body["strategies"]["r"]["bars"] == 1
+    if body == "keep":  # the strategy's entry, but a state `load_state` cannot read
+        body = {**saved.body, "strategies": {"r": {"bars": 3, "ts": 1}}}
     derived_state.save(first.db, "t", derived_state.STRATEGIES, first.config.stream, saved.seq, body)
     _crash(first)
 
     again = _engine(sqlite_url, tmp_path)
-    assert again.restored == {} and again.state == "running"
+    assert again.restored == set() and again.restored_ts is None and again.state == "running"
     warnings = [a["message"] for a in again.alerts if a["source"] == "strategies" and a["level"] == "warning"]
     assert len(warnings) == (1 if message else 0) and all(w.startswith(message) for w in warnings)
     assert again.kernel.strategies["r"]._bars == 0  # starts its count afresh

@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -292,13 +293,19 @@ def test_per_strategy_limits_deny_orders_with_the_limit_and_value():
     assert h.kernel.order(probe.sell(5)).status is OrderStatus.ACCEPTED  # reducing is allowed
 
 
-# --- stopping ---------------------------------------------------------------------------------------------
-def test_stop_with_flatten_cancels_orders_and_leaves_every_position_at_zero():
+def _long_aaa_short_bbb() -> tuple[Harness, Any]:
+    """A probe strategy "p1" long 7 AAA and short 3 BBB."""
     h = Harness()
     probe = h.manager.deploy(PROBE, {"every": 1000}, symbols=["AAA", "BBB"], allocation=10_000, strategy_id="p1")
     probe.buy(7, "AAA")
     probe.sell(3, "BBB")
     h.bars(1, symbols=["AAA", "BBB"])
+    return h, probe
+
+
+# --- stopping ---------------------------------------------------------------------------------------------
+def test_stop_with_flatten_cancels_orders_and_leaves_every_position_at_zero():
+    h, probe = _long_aaa_short_bbb()
     resting = probe.buy(1, "AAA", limit="1.00")
     assert (probe.position("AAA"), probe.position("BBB")) == (7, -3)
     flatten = h.manager.stop("p1", flatten=True, actor="ops")
@@ -458,11 +465,7 @@ def test_flatten_orders_still_pass_the_kernels_own_risk_hook():
 
 
 def test_close_position_sends_the_opposite_market_order_for_the_whole_position_and_nothing_when_flat():
-    h = Harness()
-    probe = h.manager.deploy(PROBE, {"every": 1000}, symbols=["AAA", "BBB"], allocation=10_000, strategy_id="p1")
-    probe.buy(7, "AAA")
-    probe.sell(3, "BBB")
-    h.bars(1, symbols=["AAA", "BBB"])
+    h, _ = _long_aaa_short_bbb()
     long_close = h.kernel.order(h.kernel.close_position("p1", "AAA", tags="t"))
     short_close = h.kernel.order(h.kernel.close_position("p1", "BBB", tags="t"))
     assert (long_close.side, long_close.quantity, long_close.order_type) == (OrderSide.SELL, 7, OrderType.MARKET)
