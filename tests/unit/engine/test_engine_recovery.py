@@ -244,7 +244,9 @@ def test_a_rebalance_cadence_goes_on_across_a_restart_from_its_saved_state(feed,
     from qlcore.store.tables import engine_derived_state
 
     def engine(url: str, folder: Path) -> EngineService:
-        return _engine(url, folder, feed=feed, speed=500.0, seed=5, start="2005-01-03", derived_state_s=3600.0)
+        # one feed step a turn: the step counts below hold however slowly a loaded machine runs the turns
+        return _engine(url, folder, feed=feed, speed=500.0, seed=5, start="2005-01-03", derived_state_s=3600.0,
+                       max_feed_steps_per_turn=1)
 
     def deploy(engine: EngineService) -> None:
         engine.manager.deploy("rebalance", {"every": 5}, symbols=["AAPL", "MSFT"], allocation=50_000, strategy_id="r")
