@@ -409,6 +409,11 @@ def main() -> None:
             msg = exc.args[0] if isinstance(exc, (KeyError, LookupError)) and exc.args else exc
             typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
             sys.exit(2)
+        from qlcore.store.errors import STORE_ERRORS, StoreUnavailable, describe
+
+        if isinstance(exc, (StoreUnavailable, *STORE_ERRORS)):  # one sentence, never a driver traceback
+            typer.secho(f"error: {describe(exc)}", fg=typer.colors.RED, err=True)
+            sys.exit(3)
         raise
 
 

@@ -29,6 +29,12 @@ def require(condition: bool, reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
+def requirement():
+    """`require` for test modules: skip with the reason outside CI, fail inside CI."""
+    return require
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The folder of real market data beside the project (../shared/data)."""
     require(SHARED_DATA.is_dir(), f"{SHARED_DATA} is not present")

@@ -137,6 +137,7 @@ class AuditLog:
         self._tail: tuple[int, str] | None = None  # (seq, hash) of the last entry, once read
         self._committed = 0
         self._buffer: list[AuditEntry] = []
+        self._uncertain = False  # the last commit failed: it may have gone through all the same
 
     # --- writing ---------------------------------------------------------------------------------
     def record(
@@ -198,6 +199,12 @@ class AuditLog:
                 # plain driver SQL: the ORM's per-row parameter processing would cost more than hashing
                 conn.exec_driver_sql(self._insert_sql, [e.values() for e in rows])
         except (IntegrityError, _Stale):
+            ours = self._stored_prefix(rows) if self._uncertain else 0
+            if ours:  # the failed attempt did commit: those rows are on file, the rest follows
+                self._uncertain = False
+                self._committed = rows[ours - 1].seq
+                self._buffer = rows[ours:] + self._buffer
+                return rows[:ours] + self._commit()
             self._tail = None  # read again before the next record
             raise AuditConflict(
                 f"audit log: another writer appended after seq {self._committed}; entries seq "
@@ -206,10 +213,24 @@ class AuditLog:
                 rows,
             ) from None
         except Exception:
-            self._tail = None
+            # the store failed (locked, read-only, connection lost): keep the entries, chained as
+            # they are, for the next flush; the commit may have gone through before the error
+            # reached us, which the next attempt finds out (`_stored`)
+            self._buffer = rows + self._buffer
+            self._uncertain = True
             raise
+        self._uncertain = False
         self._committed = last.seq
         return rows
+
+    def _stored_prefix(self, rows: list[AuditEntry]) -> int:
+        """How many leading `rows` the log holds as this writer chained them (hash vouches for the chain)."""
+        with self.engine.connect() as conn:
+            head = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.chain == CHAIN)).one_or_none()
+        if head is None or not rows[0].seq <= head.seq <= rows[-1].seq:
+            return 0
+        i = head.seq - rows[0].seq
+        return i + 1 if rows[i].hash == head.hash else 0
 
     @property
     def pending(self) -> int:

@@ -128,13 +128,16 @@ def engine_cmd(
     db: Db = None,
 ) -> None:
     """Run the paper engine in the foreground until Ctrl-C (state rebuilt and reconciled at start)."""
+    import faulthandler
     import logging
 
     from qlcore.cli import UserError
     from qlcore.engine.service import EngineConfig, EngineService
     from qlcore.engine.status import EngineAlreadyRunning
+    from qlcore.store.errors import safe_url
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    faulthandler.enable()  # a fatal signal (SIGBUS, SIGSEGV) leaves the Python stack in the engine's log
     try:
         config = EngineConfig(
             engine_id=engine_id,
@@ -162,7 +165,7 @@ def engine_cmd(
         raise UserError(str(exc)) from None
     rec = service.reconciliation
     typer.secho(
-        f"engine {engine_id!r} {service.state} (paper, {feed} feed at {speed:g} steps/s, store {service.url})",
+        f"engine {engine_id!r} {service.state} (paper, {feed} feed at {speed:g} steps/s, store {safe_url(service.url)})",
         fg=typer.colors.GREEN if service.state == "running" else typer.colors.RED,
         bold=True,
     )

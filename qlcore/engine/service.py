@@ -48,7 +48,15 @@ from qlcore.data.quality import IngestionGate, QualityConfig
 from qlcore.engine.clock import BacktestClock
 from qlcore.engine.kernel import Kernel
 from qlcore.engine.snapshot import marked_equity
-from qlcore.engine.status import BLOCKED, RECONCILING, RUNNING, STOPPED, STOPPING, EngineLease
+from qlcore.engine.status import (
+    BLOCKED,
+    RECONCILING,
+    RUNNING,
+    STOPPED,
+    STOPPING,
+    SUSPENDED,
+    EngineLease,
+)
 from qlcore.events.facts import (
     CommandCompleted,
     DataQuarantined,
@@ -56,9 +64,11 @@ from qlcore.events.facts import (
     EngineStopped,
     FeedResumed,
     FeedStale,
+    StoreFaulted,
+    StoreRecovered,
     StrategyDeployed,
 )
-from qlcore.events.store import EventStore
+from qlcore.events.store import EventStore, StoreConflict
 from qlcore.events.types import AccountFunded, Event, MarksUpdated, OrderFilled
 from qlcore.execution.client import ExecutionClient
 from qlcore.execution.policy import ExecutionConfig
@@ -73,12 +83,14 @@ from qlcore.risk.monitors import MonitorConfig, RiskMonitors
 from qlcore.risk.runaway import RunawayConfig, RunawayGuard
 from qlcore.store.checkpoint import Checkpointer, no_autocheckpoint
 from qlcore.store.db import connect, project_data_dir, resolve_url, sqlite_synchronous
+from qlcore.store.errors import StoreUnavailable, describe, is_store_error, unwritable_files
 from qlcore.strategies.manager import StrategyManager, StrategyState
 
 log = logging.getLogger("qlcore.engine")
 
 NS = 1_000_000_000
 LAG_ALERT_S = 10.0  # an alert when the oldest untaken bar has been due this long
+STORE_RETRY_FIRST_S, STORE_RETRY_MAX_S = 0.1, 5.0  # backoff of the retries of a failed store
 FEEDS = ("replay", "synthetic")
 DEMO_STRATEGIES: tuple[dict[str, Any], ...] = (
     {"strategy_id": "demo-sma-aapl", "strategy": "sma_cross", "params": {"fast": 10, "slow": 30}, "symbols": ["AAPL"]},
@@ -145,6 +157,7 @@ class _Counters:
     steps: int = 0
     bars: int = 0
     commands: int = 0
+    store_faults: int = 0
     last_command_id: int = 0
     started_wall: float = field(default_factory=time.monotonic)
 
@@ -239,6 +252,8 @@ class EngineService:
         self.recent_fills: list[OrderFilled] = []
         self.quarantined = 0
         self.stale_symbols: set[str] = set()
+        self.store_fault: _StoreFault | None = None  # while SUSPENDED: why, and when to try again
+        self._uncompleted: list[tuple[Command, tuple[bool, str]]] = []  # handled, not yet completed in the table
         self.kernel.fill_listeners.append(self._on_fill)
         from qlcore.engine.handlers import CommandHandlers
 
@@ -410,24 +425,40 @@ class EngineService:
         cfg = self.config
         if cfg.max_steps is not None and self.counters.steps >= cfg.max_steps:
             return True
-        if not (cfg.exit_when_done and self.feed is not None and self.feed.exhausted):
+        if not (cfg.exit_when_done and self.feed is not None and self.feed.exhausted) or self.state == SUSPENDED:
             return False
-        return not self.queue.pending(cfg.engine_id, limit=1)
+        try:
+            return not self.queue.pending(cfg.engine_id, limit=1)
+        except Exception as exc:
+            if not is_store_error(exc):
+                raise
+            return False  # the next turn meets the fault and suspends
 
     def shutdown(self) -> None:
+        suspended = self.state == SUSPENDED
         self.state = STOPPING
         try:
             self.writer.flush()
-            self.venue.flush()
+            if not suspended or self._store_writable():  # the venue commits only after the log
+                self.venue.flush()
             self.writer.flush()
             self.manager.sample()
             self.kernel.emit(EngineStopped(self.clock.now, self.config.engine_id, self._stop_reason))
             self.writer.flush()
             self.audit.log.flush()
             self._save_derived()
+        except Exception as exc:
+            if not is_store_error(exc):
+                raise
+            # what the log had not taken was never sent to the venue (it commits after the log) or,
+            # for reports the venue committed, is found by reconciliation at the next start
+            log.error("stopped while the store is unavailable: %s; %d event(s) and %d audit entr(ies) not "
+                      "durable: the next start rebuilds from the log and reconciles with the venue",
+                      describe(exc, self.url), self.writer.pending, self.audit.log.pending)
+            self._stop_reason += "; store unavailable"
         finally:
             self.state = STOPPED
-            self._beat(force=True)
+            self._try_beat()
             if self.feed is not None:
                 self.feed.stop()
             if self.checkpointer is not None:
@@ -436,13 +467,32 @@ class EngineService:
 
     # --- one turn of the loop ---------------------------------------------------------------------
     def step(self) -> bool:
-        """One turn; True if it did anything (commands, bars or venue reports)."""
+        """One turn; True if it did anything (commands, bars or venue reports).
+
+        A store fault anywhere in the turn suspends trading (`_suspend`); a suspended engine only
+        retries the store (`_retry_store`) until the log is durable and reconciled again.
+        """
+        if self.state == SUSPENDED:
+            return self._retry_store()
+        try:
+            return self._turn()
+        except StoreConflict:
+            raise  # another writer on this engine's stream: nothing to retry, the engine must stop
+        except Exception as exc:
+            if not is_store_error(exc):
+                raise
+            self._suspend(exc)
+            return True
+
+    def _turn(self) -> bool:
         commands = []
         now = time.monotonic()
+        if now - self._last_beat >= self.config.heartbeat_s:
+            self._check_store_files()
         if now - self._last_take >= self.config.command_poll_s:
             self._last_take = now
             commands = self.queue.take(self.config.engine_id, target=self.config.engine_id, limit=500)
-        outcomes = [self.handlers.handle(c) for c in commands]
+        self._uncompleted.extend((c, self.handlers.handle(c)) for c in commands)
         bars = self._poll_bars()
         before = self.kernel.events_emitted
         self.writer.flush()  # orders durable before the venue may hold them
@@ -451,10 +501,98 @@ class EngineService:
         self.client.poll()  # after the reports: only a venue that stays silent times an order out
         self.writer.flush()
         self.audit.log.flush()  # other writers (dashboards, scheduler) may come first: chained after them
-        for command, (accepted, reason) in zip(commands, outcomes, strict=True):
-            self.queue.complete(command.id, accepted, reason, consumer=self.config.engine_id)
+        self._complete_commands()
         self._beat()
         return bool(commands or bars or self.kernel.events_emitted != before)
+
+    def _complete_commands(self) -> None:
+        while self._uncompleted:
+            command, (accepted, reason) = self._uncompleted[0]
+            self.queue.complete(command.id, accepted, reason, consumer=self.config.engine_id)
+            self._uncompleted.pop(0)
+
+    # --- store faults ------------------------------------------------------------------------------
+    def _store_writable(self) -> bool:
+        return not unwritable_files(self.url) and not unwritable_files(f"sqlite:///{self.venue.path}")
+
+    def _check_store_files(self) -> None:
+        """Raise `StoreUnavailable` when a file of the store or of the venue's ledger cannot be written:
+        SQLite would notice a read-only database file only at a checkpoint (the WAL growing until
+        then), and an immutable -shm file by a SIGBUS."""
+        bad = unwritable_files(self.url) + unwritable_files(f"sqlite:///{self.venue.path}")
+        if bad:
+            raise StoreUnavailable(f"not writable: {', '.join(map(str, bad))}")
+
+    def _suspend(self, exc: BaseException) -> None:
+        """Stop trading at once: no command, bar or venue flush until the store takes the kept events."""
+        reason = describe(exc, self.url)
+        self.state = SUSPENDED
+        self.counters.store_faults += 1
+        self.store_fault = _StoreFault(reason, time.monotonic())
+        # kept in the writer's buffer with the rest; durable, like them, once the store is back
+        self.kernel.emit(StoreFaulted(self.clock.now, self.config.engine_id, reason, self.writer.pending))
+        self.alert("critical", "store", f"{reason}; trading suspended: nothing reaches the venue until the "
+                   f"log is durable again and reconciled ({self.writer.pending} event(s) kept)")
+        self._try_beat()
+
+    def _retry_store(self) -> bool:
+        """One retry (after its backoff): commit what was kept, let the venue commit and report, complete
+        the commands, reconcile; then trade again (or stay BLOCKED if positions differ)."""
+        fault = self.store_fault
+        assert fault is not None
+        wait = fault.retry_at - time.monotonic()
+        if wait > 0:
+            time.sleep(min(wait, 0.05))
+            return False
+        fault.attempts += 1
+        try:
+            self._check_store_files()
+            self.writer.flush()
+            self.venue.flush()  # what the venue kept while the log was down, now that the log is durable
+            self.writer.flush()
+            self.audit.log.flush()
+            self._complete_commands()
+            from qlcore.engine.recovery import reconcile
+
+            self.reconciliation = reconcile(self)
+            suspended_s = round(time.monotonic() - fault.since, 3)
+            self.kernel.emit(StoreRecovered(self.clock.now, self.config.engine_id, fault.attempts, suspended_s))
+            self.writer.flush()
+            self.audit.log.flush()
+        except StoreConflict:
+            raise
+        except Exception as exc:
+            if not is_store_error(exc):
+                raise
+            fault.reason = describe(exc, self.url)
+            fault.backoff = min(fault.backoff * 2, STORE_RETRY_MAX_S)
+            fault.retry_at = time.monotonic() + fault.backoff
+            self._try_beat()
+            return False
+        self.store_fault = None
+        if self.reconciliation.passed:
+            self.state = RUNNING
+            self.alert("info", "store", f"the store is back after {suspended_s:g} s ({fault.attempts} attempt(s)); "
+                       f"{self.reconciliation.summary()}; trading again")
+        else:
+            self.state = BLOCKED
+            self.alert("error", "reconciliation", self.reconciliation.summary())
+        self._beat(force=True)
+        return True
+
+    def _try_beat(self) -> None:
+        """A heartbeat that a failing store cannot turn into a crash (the row says SUSPENDED if it can).
+
+        Not written at all while a store file is unwritable: SQLite meeting an immutable -shm file it
+        has mapped ends the process with SIGBUS."""
+        if not self._store_writable():
+            return
+        try:
+            self._beat(force=True)
+        except Exception as exc:
+            if not is_store_error(exc):
+                raise
+            log.debug("heartbeat not written: %s", describe(exc, self.url))
 
     def complete(self, command: Command, accepted: bool, reason: str) -> None:
         """Record a command's outcome in the log (with the events its action produced) and the audit trail."""
@@ -615,6 +753,20 @@ class EngineService:
         from qlcore.engine.snapshot import build_snapshot
 
         self.lease.beat(self.state, build_snapshot(self))
+
+
+@dataclass
+class _StoreFault:
+    """Why the engine is suspended, since when, and its retries (backoff doubling up to a cap)."""
+
+    reason: str
+    since: float
+    attempts: int = 0
+    backoff: float = STORE_RETRY_FIRST_S
+    retry_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.retry_at = self.since + self.backoff
 
 
 class _MarketClock:

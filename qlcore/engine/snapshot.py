@@ -167,4 +167,9 @@ def build_snapshot(engine: EngineService) -> dict[str, Any]:
         "broker": {"venue": engine.venue.venue, "connected": True, "working_orders": engine.venue.working_count},
         "commands": {"last_id": counters.last_command_id, "processed": counters.commands},
         "reconciliation": None if rec is None else {"passed": rec.passed, "summary": rec.summary()},
+        "store": {
+            "faults": counters.store_faults,
+            "fault": None if engine.store_fault is None else engine.store_fault.reason,
+            "not_durable": engine.writer.pending,
+        },
     }

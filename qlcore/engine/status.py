@@ -21,11 +21,12 @@ from qlcore.store.db import connect
 from qlcore.store.liveness import holder_alive
 from qlcore.store.tables import engine_status
 
-STARTING, RECONCILING, RUNNING, BLOCKED, STOPPING, STOPPED = (
+STARTING, RECONCILING, RUNNING, BLOCKED, SUSPENDED, STOPPING, STOPPED = (
     "starting",
     "reconciling",
     "running",
     "blocked",
+    "suspended",  # the store failed: nothing reaches the venue until the log is durable and reconciled
     "stopping",
     "stopped",
 )

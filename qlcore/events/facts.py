@@ -227,6 +227,27 @@ class EngineStopped(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class StoreFaulted(Event):
+    """The store failed under the engine (`reason`); trading was suspended with `pending` events not
+    yet durable (kept, under their sequence numbers, for the next commit)."""
+
+    ts: int
+    engine_id: str
+    reason: str
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRecovered(Event):
+    """The store took the kept events again after `attempts` retries; reconciliation follows."""
+
+    ts: int
+    engine_id: str
+    attempts: int
+    suspended_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class CommandCompleted(Event):
     """The engine's outcome for one command of the command table: accepted, or refused with `reason`."""
 
@@ -325,6 +346,8 @@ FACT_EVENTS: tuple[type[Event], ...] = (
     StrategyDisabled,
     EngineStarted,
     EngineStopped,
+    StoreFaulted,
+    StoreRecovered,
     CommandCompleted,
     ReconciliationStarted,
     ReconciliationDifference,

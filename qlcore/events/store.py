@@ -212,7 +212,7 @@ class StreamWriter:
         self.store = store
         self.stream = stream
         self.seq = self.committed_seq = last_seq
-        self._chain = self._committed_chain = last_checksum
+        self._chain = last_checksum
         self.batch_size = batch_size
         self._buffer: list[tuple] = []
 
@@ -234,28 +234,44 @@ class StreamWriter:
         return self.seq
 
     def flush(self) -> None:
-        """Commit everything buffered in one transaction (all or nothing)."""
-        if not self._buffer:
-            return
-        rows, self._buffer = self._buffer, []
-        try:
-            with self.store.engine.begin() as conn:
-                conn.exec_driver_sql(self.store.insert_sql, rows)
-        except IntegrityError as exc:
-            self._roll_back()
-            raise StoreConflict(
-                f"stream {self.stream!r}: seq {rows[0][1]}..{rows[-1][1]} already stored "
-                f"(another writer on the same stream?): {exc.orig}"
-            ) from None
-        except Exception:
-            self._roll_back()
-            raise
-        self.committed_seq = rows[-1][1]
-        self._committed_chain = rows[-1][5]
+        """Commit everything buffered in one transaction (all or nothing).
 
-    def _roll_back(self) -> None:
-        self.seq = self.committed_seq
-        self._chain = self._committed_chain
+        A commit that fails keeps the buffer and its sequence numbers: the events it holds have
+        already been applied in memory, so they must reach the log under the same numbers, never
+        be dropped or renumbered. The next `flush` tries again. A commit whose outcome is uncertain
+        (the database may have committed before the error reached us) is settled then: the rows
+        the store holds with exactly this buffer's chain are ours, and only the rest is written.
+        """
+        while self._buffer:
+            rows = self._buffer
+            try:
+                with self.store.engine.begin() as conn:
+                    conn.exec_driver_sql(self.store.insert_sql, rows)
+            except IntegrityError as exc:
+                ours = self._stored_prefix(rows)
+                if ours == 0:
+                    raise StoreConflict(
+                        f"stream {self.stream!r}: seq {rows[0][1]}..{rows[-1][1]} already stored "
+                        f"(another writer on the same stream?): {exc.orig}"
+                    ) from None
+                self._committed(ours)  # an earlier commit of ours that did go through: the rest follows
+                continue
+            self._committed(len(rows))
+
+    def _committed(self, n: int) -> None:
+        self.committed_seq = self._buffer[n - 1][1]
+        del self._buffer[:n]
+
+    def _stored_prefix(self, rows: list[tuple]) -> int:
+        """How many leading rows of `rows` the store already holds from an earlier commit of ours whose
+        outcome was uncertain: the stream's last stored row must be one of them with this chain's
+        checksum (which vouches for every row before it). 0 when another writer stored them."""
+        last = self.store.last_seq(self.stream)
+        first = rows[0][1]
+        if not first <= last <= rows[-1][1]:
+            return 0
+        i = last - first
+        return i + 1 if self.store._chain_value(self.stream, last) == rows[i][5] else 0
 
     @property
     def pending(self) -> int:

@@ -46,11 +46,24 @@ def sqlite_synchronous() -> str:
     return level
 
 
+def sqlite_busy_timeout_ms() -> int:
+    """`QLCORE_SQLITE_BUSY_MS` (default 10,000): how long a writer waits for another's lock before the
+    store counts as failed."""
+    text = os.environ.get("QLCORE_SQLITE_BUSY_MS", "10000")
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"QLCORE_SQLITE_BUSY_MS={text!r}: expected a whole number of milliseconds >= 0")
+    return value
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute(f"PRAGMA synchronous={sqlite_synchronous()}")
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA busy_timeout={sqlite_busy_timeout_ms()}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
