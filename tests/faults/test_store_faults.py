@@ -194,7 +194,7 @@ def test_a_postgresql_connection_terminated_mid_commit_suspends_then_recovers(pg
 
         return clear
 
-    engine = _fault_cycle(pg_url, tmp_path, terminate_mid_commit, lasting=False)
+    _fault_cycle(pg_url, tmp_path, terminate_mid_commit, lasting=False)
     reasons = [e.reason for e in EventStore(pg_url).events("engine-f") if type(e) is StoreFaulted]
     assert len(reasons) == 1 and "connection to PostgreSQL was lost" in reasons[0]
     locker.dispose()
