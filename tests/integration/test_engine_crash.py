@@ -12,7 +12,7 @@ own ledger (which survives the engine like a real broker would):
 - the log replays without error to the state the last engine had.
 
 `make test` runs 50 kills on SQLite, 25 on SQLite with synchronous=NORMAL (the background
-checkpointer at work) and 25 on PostgreSQL; `make stress` runs QLCORE_STRESS_KILLS (200 by default
+checkpointer at work) and 50 on PostgreSQL; `make stress` runs QLCORE_STRESS_KILLS (200 by default
 there) on each.
 """
 from __future__ import annotations
@@ -171,7 +171,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(backend, request, t
     url = request.getfixturevalue("pg_url" if backend == "postgresql" else "sqlite_url")
     if backend == "sqlite-sync-normal":  # commits without fsync, checkpoints in the background: crash-safe too
         monkeypatch.setenv("QLCORE_SQLITE_SYNC", "NORMAL")
-    kills = KILLS or {"sqlite": 50, "sqlite-sync-normal": 25, "postgresql": 25}[backend]
+    kills = KILLS or {"sqlite": 50, "sqlite-sync-normal": 25, "postgresql": 50}[backend]
     stats = _crash_and_check(url, tmp_path, kills, seed=2026 + len(backend))
     # the run must have traded through the kills for the checks above to mean anything
     assert stats["fills"] > kills and stats["orders"] > kills
