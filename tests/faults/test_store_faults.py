@@ -257,3 +257,34 @@ def test_halt_against_an_immutable_store_says_so_in_one_line(tmp_path, requireme
     assert proc.returncode == 3, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
     assert "is unavailable" in proc.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path, requirement):
+    """A 4 MB tmpfs of its own (root only), unmounted afterwards."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
+    requirement(done.returncode == 0, f"mounting a tmpfs needs root: {done.stderr.decode().strip()}")
+    yield mount
+    dispose_all()
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_suspends_then_recovers_when_space_is_freed(small_disk, tmp_path):
+    url = f"sqlite:///{small_disk / 'store.db'}"
+    filler = small_disk / "filler"
+
+    def fill_the_disk(engine: EngineService) -> Callable[[], None]:
+        with sqlite3.connect(small_disk / "store.db") as conn:  # the WAL's pages given back: the next
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # commit must find new space on the disk
+        with open(filler, "wb") as out:
+            try:
+                while True:
+                    out.write(b"\0" * 65536)
+                    out.flush()
+            except OSError:
+                pass
+        return filler.unlink
+
+    _fault_cycle(url, tmp_path, fill_the_disk)
