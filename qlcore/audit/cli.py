@@ -23,6 +23,18 @@ def verify(
     raise typer.Exit(1)
 
 
+@audit_app.command("anchor")
+def anchor(
+    db: Annotated[str | None, typer.Option(help="store URL (default: QLCORE_DB_URL or data/qlcore.db)")] = None,
+) -> None:
+    """Pin the audit log's head now: a signed line in the anchor file, outside the database."""
+    from qlcore.audit.log import AuditLog
+
+    log = AuditLog(db)
+    a = log.anchor()
+    typer.echo(f"anchored seq {a.seq} hash {a.hash} at {a.when} in {log.anchors.path}")
+
+
 @audit_app.command("trace")
 def trace(
     order_id: Annotated[str, typer.Argument(help="order id (O-3), or RUN/ORDER_ID for one run")],

@@ -1,15 +1,14 @@
-"""The tamper-evident audit log: an append-only table whose entries are chained by SHA-256.
+"""The tamper-evident audit log: an append-only table whose entries are chained by a keyed hash.
 
 Each entry is (seq, ts, actor, action, subject, details) and carries the hash of the entry before
-it; its own hash is ``sha256(prev_hash + canonical JSON of the entry)``, the canonical JSON having
-sorted keys, no spaces, Decimals as strings. `verify` walks the chain from seq 1 and names the
-first entry that does not fit: a hash that does not match its content (edited), a link to the
-previous hash that does not match (inserted, reordered), a gap in the numbers (deleted), or a
-log that ends before the recorded head (tail deleted).
-
-The chain proves that nobody changed the log *without rewriting everything after the change*;
-someone who can rewrite the whole table can also rebuild the chain. Keep the head hash that
-`verify` prints somewhere else (a ticket, a second database) to pin the log down to that point.
+it; its own hash is ``HMAC-SHA256(key, prev_hash + canonical JSON of the entry)``, the canonical
+JSON having sorted keys, no spaces, Decimals as strings, and the key kept outside the store in a
+0600 file (`qlcore.audit.anchors`). `verify` walks the chain from seq 1 and names the first entry
+that does not fit: a hash that does not match its content (edited, or rewritten without the key),
+a link to the previous hash that does not match (inserted, reordered), a gap in the numbers
+(deleted), or a log that ends before the recorded head (tail deleted). It then checks the signed
+anchors kept outside the database, which name a log rewritten by someone holding the key, a
+truncated log and an emptied one.
 
 Writes: a single writer per log is the expected set-up. Entries are chained in memory and
 committed in batches; each commit moves the head row from the seq the writer last saw to the new
@@ -19,6 +18,8 @@ one in the same transaction. A second writer that appended in the meantime makes
 from __future__ import annotations
 
 import hashlib
+import hmac
+import logging
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -30,11 +31,13 @@ import orjson
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from qlcore.audit.anchors import Anchor, AnchorFileError, Anchors, anchor_path, audit_key
 from qlcore.store.db import connect
 from qlcore.store.tables import audit_head, audit_log
 
 GENESIS = "0" * 64
 CHAIN = "main"
+log = logging.getLogger("qlcore.audit")
 
 
 class AuditError(Exception):
@@ -64,13 +67,19 @@ def canonical_json(value: Any) -> str:
     return orjson.dumps(value, default=_default, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def entry_hash(prev_hash: str, seq: int, ts: int, actor: str, action: str, subject: str, details: str) -> str:
-    """The hash of one entry; `details` is its canonical JSON text."""
-    body = (
+def entry_body(seq: int, ts: int, actor: str, action: str, subject: str, details: str) -> str:
+    """The canonical JSON of one entry; `details` is already canonical JSON text."""
+    return (
         f'{{"action":{orjson.dumps(action).decode()},"actor":{orjson.dumps(actor).decode()},'
         f'"details":{details},"seq":{seq},"subject":{orjson.dumps(subject).decode()},"ts":{ts}}}'
     )
-    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+
+
+def entry_hash(key: bytes, prev_hash: str, seq: int, ts: int, actor: str, action: str, subject: str,
+               details: str) -> str:
+    """The keyed hash of one entry: HMAC-SHA256 of the previous hash and the entry's canonical JSON."""
+    body = entry_body(seq, ts, actor, action, subject, details)
+    return hmac.new(key, (prev_hash + body).encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +118,12 @@ class Verification:
     head_hash: str
     bad_seq: int | None = None
     problem: str = ""
+    anchors: int = 0  # anchors checked against the log
 
     def __str__(self) -> str:
         if self.ok:
-            return f"OK: {self.entries} entries, chain intact; head seq {self.head_seq} hash {self.head_hash}"
+            return (f"OK: {self.entries} entries, chain intact; head seq {self.head_seq} hash {self.head_hash}; "
+                    f"{self.anchors} anchor(s) match")
         return f"FAILED at seq {self.bad_seq}: {self.problem} ({self.entries} entries checked before it)"
 
 
@@ -120,11 +131,14 @@ class AuditLog:
     """Append to and check the audit log of a store (`record`, `verify`, `entries`)."""
 
     def __init__(
-        self, url: str | None = None, *, engine: Engine | None = None, batch_size: int = 1, conflict_retries: int = 0
+        self, url: str | None = None, *, engine: Engine | None = None, batch_size: int = 1, conflict_retries: int = 0,
+        key: bytes | None = None, anchors: Anchors | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.engine = engine if engine is not None else connect(url)
+        self.key = audit_key() if key is None else key
+        self.anchors = anchors if anchors is not None else Anchors(anchor_path(self.engine.url), self.key)
         self.batch_size = batch_size
         # several processes append to one chain (engine, dashboards, scheduler): with retries, entries
         # that lost the race are chained again after the other writer's and committed again
@@ -157,7 +171,7 @@ class AuditLog:
             self._tail = self._read_tail()
             self._committed = self._tail[0]
         seq = self._tail[0] + 1
-        digest = entry_hash(self._tail[1], seq, ts, actor, action, subject, text)
+        digest = entry_hash(self.key, self._tail[1], seq, ts, actor, action, subject, text)
         entry = AuditEntry(seq, ts, actor, action, subject, text, self._tail[1], digest)
         self._buffer.append(entry)
         self._tail = (seq, digest)
@@ -221,6 +235,10 @@ class AuditLog:
             raise
         self._uncertain = False
         self._committed = last.seq
+        try:
+            self.anchors.maybe_write(last.seq, last.hash)
+        except OSError as exc:  # the entries are committed; a missed anchor is reported, not fatal
+            log.warning("audit anchor not written to %s: %s", self.anchors.path, exc)
         return rows
 
     def _stored_prefix(self, rows: list[AuditEntry]) -> int:
@@ -317,6 +335,11 @@ class AuditLog:
         self.flush()
         expected_seq, prev = 1, GENESIS
         n = 0
+        try:
+            anchors = self.anchors.read()
+        except AnchorFileError as exc:
+            return Verification(False, 0, 0, GENESIS, 0, str(exc))
+        anchored: dict[int, str | None] = {a.seq: None for a in anchors}  # seq -> the log's hash there
 
         def bad(seq: Any, problem: str) -> Verification:
             return Verification(False, n, expected_seq - 1, prev, seq, problem)
@@ -335,8 +358,11 @@ class AuditLog:
                 return bad(seq, "details are not in canonical form (edited)")
             if prev_hash != prev:
                 return bad(seq, f"prev_hash does not match the hash of seq {seq - 1} (inserted, reordered or rewritten)")
-            if entry_hash(prev, seq, int(ts), actor, action, subject, details) != digest:
-                return bad(seq, f"hash does not match the entry's content (edited: {action} {subject})")
+            if entry_hash(self.key, prev, seq, int(ts), actor, action, subject, details) != digest:
+                return bad(seq, f"hash does not match the entry's content under the audit key "
+                                f"(edited, or rewritten without the key: {action} {subject})")
+            if seq in anchored:
+                anchored[seq] = digest
             prev = digest
             expected_seq += 1
             n += 1
@@ -350,7 +376,31 @@ class AuditLog:
             return bad(head_seq + 1, f"entries after seq {head_seq} are not covered by the head (appended outside the API)")
         if head_hash != prev:
             return bad(last_seq, "the head's hash does not match the last entry (rewritten)")
-        return Verification(True, n, last_seq, prev)
+        problem = _against_anchors(anchors, anchored, last_seq)
+        if problem is not None:
+            return Verification(False, n, last_seq, prev, problem[0], problem[1], len(anchors))
+        return Verification(True, n, last_seq, prev, anchors=len(anchors))
+
+    def anchor(self) -> Anchor:
+        """Anchor the log's head now (after committing what is buffered)."""
+        self.flush()
+        with self.engine.connect() as conn:
+            head = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.chain == CHAIN)).first()
+        seq, digest = (0, GENESIS) if head is None else (int(head[0]), head[1])
+        return self.anchors.write(seq, digest)
+
+
+def _against_anchors(anchors: list[Anchor], found: dict[int, str | None], last_seq: int) -> tuple[int, str] | None:
+    """The first anchor the log contradicts, as (seq, problem): emptied, truncated or rewritten."""
+    for a in sorted(anchors, key=lambda a: -a.seq):
+        if a.seq > last_seq:
+            kind = "emptied" if last_seq == 0 else f"truncated: it ends at seq {last_seq}"
+            return a.seq, f"the log was anchored at seq {a.seq} on {a.when} (anchor line {a.line}) but is {kind}"
+    for a in sorted(anchors, key=lambda a: a.seq):
+        if a.seq and found.get(a.seq) != a.hash:
+            return a.seq, (f"seq {a.seq} differs from its anchor of {a.when} (anchor line {a.line}): the log was "
+                           "rewritten with a recomputed chain")
+    return None
 
 
 class _Stale(Exception):

@@ -39,3 +39,7 @@ def daily(
     for path in report.write(out).values():
         typer.echo(str(path))
     typer.echo(report.summary())
+    from qlcore.audit.log import AuditLog
+
+    anchor = AuditLog(engine=store.engine).anchor()  # the audit head, pinned: keep this line elsewhere too
+    typer.echo(f"audit anchor: seq {anchor.seq} hash {anchor.hash} at {anchor.when}")

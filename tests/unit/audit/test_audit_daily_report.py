@@ -182,6 +182,12 @@ def test_cli_writes_the_files_and_prints_a_summary(stored, tmp_path):
     lines = run.output.splitlines()
     assert lines[:3] == [str(out / n) for n in ("blotter-2024-03-05.csv", "risk-2024-03-05.csv", "report-2024-03-05.html")]
     assert lines[3].startswith("2024-03-05: 2 fills,") and lines[3].endswith("realized P&L 60.00")
+    from qlcore.audit.log import AuditLog
+
+    log = AuditLog(url)  # the report pins the audit head, and the anchor it prints is the one on file
+    anchored = log.anchors.read()[-1]
+    assert lines[4] == f"audit anchor: seq {anchored.seq} hash {anchored.hash} at {anchored.when}"
+    assert log.verify().ok
     one = CliRunner().invoke(
         cli(), ["report", "daily", "--date", "2024-03-05", "--stream", result.run_id, "--out", str(out), "--db", url]
     )

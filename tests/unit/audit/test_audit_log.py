@@ -37,15 +37,17 @@ def test_untouched_chain_verifies(log):
     assert str(result).startswith("OK: 7 entries, chain intact; head seq 7 hash ")
 
 
-def test_hash_is_sha256_of_prev_hash_and_canonical_entry(log):
+def test_hash_is_the_keyed_sha256_of_prev_hash_and_canonical_entry(log):
     first, second = row(log, 1), row(log, 2)
     assert first["prev_hash"] == GENESIS and second["prev_hash"] == first["hash"]
     assert first["details"] == '{"n":1,"px":"10.50"}'
     import hashlib
+    import hmac
 
     body = canonical_json({"seq": 1, "ts": 1001, "actor": "user:u1", "action": "command.test",
                            "subject": "run/O-1", "details": {"n": 1, "px": "10.50"}})
-    assert first["hash"] == hashlib.sha256((GENESIS + body).encode()).hexdigest()
+    assert first["hash"] == hmac.new(log.key, (GENESIS + body).encode(), hashlib.sha256).hexdigest()
+    assert first["hash"] != hashlib.sha256((GENESIS + body).encode()).hexdigest()
 
 
 def test_empty_log_verifies(store_url):
@@ -57,7 +59,7 @@ def test_edited_details_are_named(log):
     sql(log, "UPDATE audit_log SET details = :d WHERE seq = 4", d='{"n":40,"px":"10.50"}')
     result = log.verify()
     assert not result.ok and result.bad_seq == 4 and result.entries == 3
-    assert "hash does not match the entry's content (edited: command.test run/O-4)" in result.problem
+    assert "hash does not match the entry's content under the audit key (edited, or rewritten without the key: command.test run/O-4)" in result.problem
 
 
 def test_non_canonical_edit_is_named(log):
@@ -74,7 +76,7 @@ def test_edited_actor_is_named(log):
 def test_edit_with_a_recomputed_hash_breaks_the_next_link(log):
     r = row(log, 3)
     details = '{"n":3,"px":"99.00"}'
-    forged = entry_hash(r["prev_hash"], 3, r["ts"], r["actor"], r["action"], r["subject"], details)
+    forged = entry_hash(log.key, r["prev_hash"], 3, r["ts"], r["actor"], r["action"], r["subject"], details)
     sql(log, "UPDATE audit_log SET details = :d, hash = :h WHERE seq = 3", d=details, h=forged)
     result = log.verify()
     assert result.bad_seq == 4 and "prev_hash does not match the hash of seq 3" in result.problem
@@ -103,7 +105,7 @@ def test_inserted_row_with_a_valid_hash_breaks_the_following_link(log):
     _shift_up_from(log, 4)
     prev = row(log, 3)
     details = '{"n":99}'
-    digest = entry_hash(prev["hash"], 4, 1003, "user:mallory", "command.test", "run/O-99", details)
+    digest = entry_hash(log.key, prev["hash"], 4, 1003, "user:mallory", "command.test", "run/O-99", details)
     sql(
         log,
         "INSERT INTO audit_log (seq, ts, actor, action, subject, details, prev_hash, hash) "
