@@ -112,6 +112,7 @@ class EngineConfig:
     command_poll_s: float = 0.01  # how often the command table is read (a command waits at most this)
     heartbeat_s: float = 0.5
     max_feed_steps_per_turn: int = 500  # a feed faster than the engine is caught up over several turns
+    max_commands_per_turn: int = 100  # a page of the command table; protective commands come first in each
     derived_state_s: float = 5.0  # how often the monitors' and strategies' state is saved beside the log
     demo: bool = False
     exit_when_done: bool = False  # stop when the feed is exhausted and no command is pending
@@ -126,6 +127,8 @@ class EngineConfig:
             raise ValueError("the engine needs at least one symbol")
         if self.max_feed_steps_per_turn < 1:
             raise ValueError(f"max_feed_steps_per_turn must be >= 1, got {self.max_feed_steps_per_turn}")
+        if self.max_commands_per_turn < 1:
+            raise ValueError(f"max_commands_per_turn must be >= 1, got {self.max_commands_per_turn}")
 
     @property
     def resolved_url(self) -> str:
@@ -274,6 +277,8 @@ class EngineService:
         self.lease.beat(RECONCILING)
         rebuilt = rebuild(self)
         self.resume_ts = rebuilt.resume_ts
+        # protective commands handled before the crash still supersede the commands sent before them
+        self.handlers.fences.record_all(self.queue.fences_since_oldest_pending(self.config.engine_id))
         fresh = rebuilt.events == 0
         # lifecycle and limit changes from now on go to the log, everything to the audit trail
         self.manager.event_listeners.append(self.writer.append)
@@ -441,7 +446,8 @@ class EngineService:
         now = time.monotonic()
         if now - self._last_take >= self.config.command_poll_s:
             self._last_take = now
-            commands = self.queue.take(self.config.engine_id, target=self.config.engine_id, limit=500)
+            commands = self.queue.take(self.config.engine_id, target=self.config.engine_id,
+                                       limit=self.config.max_commands_per_turn)
         outcomes = [self.handlers.handle(c) for c in commands]
         bars = self._poll_bars()
         before = self.kernel.events_emitted
