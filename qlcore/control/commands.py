@@ -20,14 +20,14 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, bindparam, func, select, update
 
 from qlcore.audit.log import canonical_json
 from qlcore.control.priority import FENCING, LANES, PRIORITY
@@ -60,6 +60,11 @@ class CommandError(ValueError):
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
         self.field, self.reason = field, reason
+
+
+class _NotCompleted(Exception):
+    def __init__(self, command_id: int, new: str) -> None:
+        self.command_id, self.new = command_id, new
 
 
 class CommandStateError(Exception):
@@ -305,6 +310,20 @@ def _command(row: Any) -> Command:
     )
 
 
+_C = commands_table.c
+# the two writes of the engine's every turn, built once: claim a pending row, complete a taken one
+_CLAIM = (
+    update(commands_table)
+    .where(_C.id == bindparam("cid"), _C.status == PENDING)
+    .values(status=TAKEN, consumer=bindparam("who"), ts_taken=bindparam("at"))
+)
+_COMPLETE = (
+    update(commands_table)
+    .where(_C.id == bindparam("cid"), _C.status == TAKEN, _C.consumer == bindparam("who"))
+    .values(status=bindparam("new"), reason=bindparam("why"), ts_completed=bindparam("at"))
+)
+
+
 class CommandQueue:
     """Commands in the store: `submit` from any process; `take` and `complete` from the engine."""
 
@@ -418,12 +437,7 @@ class CommandQueue:
             now = self.clock()
             with self.engine.begin() as conn:
                 for cid in ids:
-                    won = conn.execute(
-                        update(commands_table)
-                        .where(c.id == cid, c.status == PENDING)
-                        .values(status=TAKEN, consumer=consumer, ts_taken=now)
-                    ).rowcount
-                    if won == 1:
+                    if conn.execute(_CLAIM, {"cid": cid, "who": consumer, "at": now}).rowcount == 1:
                         taken.append(cid)
         return taken
 
@@ -457,24 +471,31 @@ class CommandQueue:
 
     def complete(self, command_id: int, accepted: bool, reason: str = "", *, consumer: str) -> Command:
         """Record the outcome of a command `consumer` took: accepted, or refused with a reason."""
-        new = ACCEPTED if accepted else REFUSED
-        if not accepted and not reason.strip():
-            raise ValueError(f"command {command_id}: a refusal needs a reason")
-        c = commands_table.c
-        with self.engine.begin() as conn:
-            done = conn.execute(
-                update(commands_table)
-                .where(c.id == command_id, c.status == TAKEN, c.consumer == consumer)
-                .values(status=new, reason=reason, ts_completed=self.clock())
-            ).rowcount
-        if done != 1:
-            self._raise_bad_completion(command_id, consumer, new)
-        cmd = self.status(command_id)
+        self.complete_all([(command_id, accepted, reason)], consumer=consumer)
+        return self.status(command_id)
+
+    def complete_all(self, outcomes: Sequence[tuple[int, bool, str]], *, consumer: str) -> None:
+        """Record the outcomes (command id, accepted, reason) of commands `consumer` took, in the order
+        given and in one transaction: all of them, or none and `CommandStateError` naming the first that
+        cannot be completed."""
+        for command_id, accepted, reason in outcomes:
+            if not accepted and not reason.strip():
+                raise ValueError(f"command {command_id}: a refusal needs a reason")
+        try:
+            with self.engine.begin() as conn:
+                for command_id, accepted, reason in outcomes:
+                    new = ACCEPTED if accepted else REFUSED
+                    values = {"cid": command_id, "who": consumer, "new": new, "why": reason, "at": self.clock()}
+                    if conn.execute(_COMPLETE, values).rowcount != 1:
+                        raise _NotCompleted(command_id, new)
+        except _NotCompleted as exc:
+            self._raise_bad_completion(exc.command_id, consumer, exc.new)
         if self.audit is not None:
-            outcome = ACCEPTED if accepted else f"{REFUSED}: {reason}"
-            params = {"command_id": cmd.id, "target": cmd.target, **canonical_payload(cmd.payload)}
-            self.audit.record_command(cmd.user, cmd.kind, params, outcome, ts=cmd.ts_completed)
-        return cmd
+            for command_id, accepted, reason in outcomes:
+                cmd = self.status(command_id)
+                outcome = ACCEPTED if accepted else f"{REFUSED}: {reason}"
+                params = {"command_id": cmd.id, "target": cmd.target, **canonical_payload(cmd.payload)}
+                self.audit.record_command(cmd.user, cmd.kind, params, outcome, ts=cmd.ts_completed)
 
     # --- readers ------------------------------------------------------------------------------
     def pending(self, target: str = "engine", after_id: int = 0, limit: int = 100) -> list[Command]:

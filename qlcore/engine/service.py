@@ -457,8 +457,8 @@ class EngineService:
         self.client.poll()  # after the reports: only a venue that stays silent times an order out
         self.writer.flush()
         self.audit.log.flush()  # other writers (dashboards, scheduler) may come first: chained after them
-        for command, (accepted, reason) in zip(commands, outcomes, strict=True):
-            self.queue.complete(command.id, accepted, reason, consumer=self.config.engine_id)
+        self.queue.complete_all([(command.id, accepted, reason) for command, (accepted, reason)
+                                 in zip(commands, outcomes, strict=True)], consumer=self.config.engine_id)
         self._beat()
         return bool(commands or bars or self.kernel.events_emitted != before)
 
