@@ -399,14 +399,17 @@ class CommandQueue:
                     raise CommandLimitError(user, target, "max_per_s", self.limits.max_per_s, recent)
 
     # --- consumers ----------------------------------------------------------------------------
-    def take(self, consumer: str, *, target: str = "engine", limit: int = 100) -> list[Command]:
+    def take(
+        self, consumer: str, *, target: str = "engine", limit: int = 100,
+        lanes: tuple[frozenset[str] | None, ...] = LANES,
+    ) -> list[Command]:
         """Claim up to `limit` pending commands for `consumer`, in the order they are to be handled: the
         kill switch, then the other protective commands, then the rest, each lane in id order
-        (`qlcore.control.priority`). No two consumers get the same one."""
+        (`qlcore.control.priority`; `lanes` picks some of them). No two consumers get the same one."""
         if not consumer:
             raise ValueError("take needs the consumer's id")
         taken: list[int] = []
-        for lane in LANES:
+        for lane in lanes:
             if len(taken) >= limit:
                 break
             taken += self._claim(consumer, target, lane, limit - len(taken))

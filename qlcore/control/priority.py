@@ -2,9 +2,10 @@
 
 The engine takes its commands in lanes, each in id order: the kill switch (`halt`) first, then the
 other protective commands (`order.cancel`, `flatten`, `strategy.pause`, `strategy.stop`), then
-everything else (orders, deployments, resumes, limit changes). However long the backlog of orders,
-a halt is taken at the engine's next turn, and the orders queued before it are then denied by the
-HALTED account.
+everything else (orders, deployments, resumes, limit changes). The engine gives protective commands
+a turn of their own (`PRIORITY_LANES`) when there are any: however long the backlog of orders, a
+halt is taken at the engine's next turn and completed at its end, and the orders queued before it
+are then denied by the HALTED account.
 
 Jumping the queue must not change what a sender meant: a protective command handled before a
 command sent earlier has the last word. `Fences` remembers the protective commands handled and
@@ -27,7 +28,8 @@ HALT = "halt"
 PROTECTIVE = frozenset({"order.cancel", "flatten", "strategy.pause", "strategy.stop"})
 PRIORITY = frozenset({HALT}) | PROTECTIVE
 # the lanes in the order they are taken; `None` is every other kind
-LANES: tuple[frozenset[str] | None, ...] = (frozenset({HALT}), PROTECTIVE, None)
+PRIORITY_LANES: tuple[frozenset[str] | None, ...] = (frozenset({HALT}), PROTECTIVE)
+LANES: tuple[frozenset[str] | None, ...] = (*PRIORITY_LANES, None)
 # the kinds that set a fence when handled (a cancel names one existing order: nothing to supersede)
 FENCING = frozenset({HALT, "flatten", "strategy.pause", "strategy.stop"})
 
@@ -95,4 +97,4 @@ def _describe(scope: tuple[str | None, ...]) -> str:
     return f" of {what}" if what else " of the account"
 
 
-__all__ = ["FENCING", "HALT", "LANES", "PRIORITY", "PROTECTIVE", "Fences"]
+__all__ = ["FENCING", "HALT", "LANES", "PRIORITY", "PRIORITY_LANES", "PROTECTIVE", "Fences"]

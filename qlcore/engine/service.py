@@ -2,7 +2,8 @@
 
 One loop, one thread, one writer of trading state. Each turn:
 
-1. take commands from the command table and act on them (`qlcore.engine.handlers`);
+1. take a page of commands from the command table, protective ones first (`qlcore.control.priority`),
+   and act on them in that order (`qlcore.engine.handlers`);
 2. poll the feed through the ingestion gate; each good bar goes to the venue (matching), the risk
    engine, and the strategy manager (which hands it to the running strategies);
 3. commit the event log (`StreamWriter.flush`): every order the strategies or commands created is
@@ -42,6 +43,7 @@ from qlcore.audit.recorder import AuditRecorder
 from qlcore.brokers.paper import PaperVenue
 from qlcore.brokers.simulated import FillModel
 from qlcore.control.commands import Command, CommandQueue
+from qlcore.control.priority import PRIORITY_LANES
 from qlcore.data.conditions import RegimeConfig, VolatilityMonitor
 from qlcore.data.feed import Feed, ReplayFeed, SyntheticIntradayFeed
 from qlcore.data.quality import IngestionGate, QualityConfig
@@ -112,7 +114,7 @@ class EngineConfig:
     command_poll_s: float = 0.01  # how often the command table is read (a command waits at most this)
     heartbeat_s: float = 0.5
     max_feed_steps_per_turn: int = 500  # a feed faster than the engine is caught up over several turns
-    max_commands_per_turn: int = 100  # a page of the command table; protective commands come first in each
+    max_commands_per_turn: int = 50  # a page of the command table; protective commands get a turn of their own
     derived_state_s: float = 5.0  # how often the monitors' and strategies' state is saved beside the log
     demo: bool = False
     exit_when_done: bool = False  # stop when the feed is exhausted and no command is pending
@@ -446,8 +448,7 @@ class EngineService:
         now = time.monotonic()
         if now - self._last_take >= self.config.command_poll_s:
             self._last_take = now
-            commands = self.queue.take(self.config.engine_id, target=self.config.engine_id,
-                                       limit=self.config.max_commands_per_turn)
+            commands = self._take_commands()
         outcomes = [self.handlers.handle(c) for c in commands]
         bars = self._poll_bars()
         before = self.kernel.events_emitted
@@ -461,6 +462,13 @@ class EngineService:
                                  in zip(commands, outcomes, strict=True)], consumer=self.config.engine_id)
         self._beat()
         return bool(commands or bars or self.kernel.events_emitted != before)
+
+    def _take_commands(self) -> list[Command]:
+        """A page of commands: the protective ones alone when there are any (a turn of their own, so
+        that a halt is completed as soon as it is acted on), else the rest."""
+        cid, page = self.config.engine_id, self.config.max_commands_per_turn
+        return (self.queue.take(cid, target=cid, limit=page, lanes=PRIORITY_LANES)
+                or self.queue.take(cid, target=cid, limit=page, lanes=(None,)))
 
     def complete(self, command: Command, accepted: bool, reason: str) -> None:
         """Record a command's outcome in the log (with the events its action produced) and the audit trail."""

@@ -183,3 +183,21 @@ def test_a_cancel_sets_no_fence_and_only_the_latest_fence_of_a_scope_is_kept():
     fences.record(8, "halt", {"reason": "b"})
     fences.record(6, "halt", {"reason": "a"})  # an older one recorded later does not lower the fence
     assert "command 8" in (fences.superseded(7, "resume_trading", {}) or "")
+
+
+def test_the_cli_refuses_at_once_naming_the_bound_and_a_halt_still_goes_through(sqlite_url, monkeypatch):
+    from typer.testing import CliRunner
+
+    from qlcore.cli import app
+
+    monkeypatch.setenv("QLCORE_COMMAND_MAX_PENDING", "1")
+    order = ["order", "submit", "--strategy", "desk", "--symbol", "AAPL", "--side", "BUY", "--qty", "1",
+             "--user", "trader", "--wait", "0", "--db", sqlite_url]
+    first = CliRunner().invoke(app, order)
+    assert first.exit_code == 0, first.output
+    second = CliRunner().invoke(app, order)
+    assert second.exit_code == 1 and "max_pending" in second.output and "QLCORE_COMMAND_MAX_PENDING" in second.output
+    halted = CliRunner().invoke(app, ["halt", "--reason", "x", "--user", "trader", "--wait", "0", "--db", sqlite_url])
+    assert halted.exit_code == 0, halted.output
+    assert [c.kind for c in CommandQueue(sqlite_url).history()] == ["halt", "order.submit"]
+    dispose_all()

@@ -43,13 +43,15 @@ def _completions(engine: EngineService) -> dict[int, tuple[int, CommandCompleted
             if type(e) is CommandCompleted}
 
 
-def test_a_halt_taken_with_orders_sent_before_it_is_handled_first_and_they_are_denied(rig):
+def test_a_halt_sent_behind_orders_is_handled_in_a_turn_of_its_own_and_they_are_denied(rig):
     engine, queue = rig
     before = [queue.submit("flood", "order.submit", _order(), target=TARGET) for _ in range(20)]
     halt = queue.submit("carol", "halt", {"reason": "flood"}, target=TARGET)
     after = queue.submit("flood", "order.submit", _order(), target=TARGET)
     orders_before = len(engine.kernel.state.orders)
-    engine.step()  # one turn takes all of them: the halt first
+    engine.step()  # a turn of its own for the halt
+    assert queue.status(halt).status == "accepted" and all(queue.status(c).status == "pending" for c in before)
+    engine.step()  # then the orders
 
     done = _completions(engine)
     assert done[halt][1].accepted and min(done[c][0] for c in (*before, after)) > done[halt][0]
@@ -64,6 +66,7 @@ def test_a_resume_sent_before_a_halt_cannot_undo_it(rig):
     resume = queue.submit("risk-officer", "resume_trading", {"reason": "all clear"}, target=TARGET)
     order = queue.submit("flood", "order.submit", _order(), target=TARGET)
     halt = queue.submit("carol", "halt", {"reason": "stop now"}, target=TARGET)
+    engine.step()
     engine.step()
     done = _completions(engine)
     assert done[halt][1].accepted and engine.trading_mode()[0] == "HALTED"
@@ -81,6 +84,7 @@ def test_a_stop_sent_right_after_a_deploy_leaves_no_strategy_running(rig):
                                                        "params": {"fast": 2, "slow": 4}, "symbols": ["AAPL"]}, target=TARGET)
     order = queue.submit("quant", "order.submit", _order(strategy_id="s1"), target=TARGET)
     stop = queue.submit("desk", "strategy.stop", {"strategy_id": "s1"}, target=TARGET)
+    engine.step()
     engine.step()
     done = _completions(engine)
     assert done[stop][0] < done[deploy][0] < done[order][0]
@@ -113,7 +117,7 @@ def test_a_flatten_supersedes_orders_sent_before_it_in_its_scope_only(rig):
 
 def test_a_restarted_engine_still_refuses_a_resume_sent_before_a_pause_it_handled(sqlite_url, tmp_path):
     queue = CommandQueue(sqlite_url, limits=CommandLimits(max_pending=0, max_per_s=0))
-    first = EngineService(_config(sqlite_url, tmp_path, max_commands_per_turn=1))
+    first = EngineService(_config(sqlite_url, tmp_path))
     first.start()
     deploy = queue.submit("quant", "strategy.deploy", {"strategy_id": "s1", "strategy": "sma_cross",
                                                        "params": {"fast": 2, "slow": 4}, "symbols": ["AAPL"]}, target=TARGET)
@@ -121,7 +125,7 @@ def test_a_restarted_engine_still_refuses_a_resume_sent_before_a_pause_it_handle
     assert _completions(first)[deploy][1].accepted
     resume = queue.submit("quant", "strategy.resume", {"strategy_id": "s1"}, target=TARGET)
     pause = queue.submit("desk", "strategy.pause", {"strategy_id": "s1"}, target=TARGET)
-    first.step()  # a page of one: the pause; the resume is still waiting when the engine stops
+    first.step()  # a turn for the pause alone; the resume is still waiting when the engine stops
     assert queue.status(pause).status == "accepted" and queue.status(resume).status == "pending"
     first.shutdown()
 
