@@ -43,7 +43,7 @@ PENDING, TAKEN, ACCEPTED, REFUSED = "pending", "taken", "accepted", "refused"
 # status -> the statuses it may move to. Nothing leaves accepted or refused: an outcome is final.
 _TRANSITIONS: dict[str, frozenset[str]] = {
     PENDING: frozenset({TAKEN}),
-    TAKEN: frozenset({ACCEPTED, REFUSED}),
+    TAKEN: frozenset({ACCEPTED, REFUSED, PENDING}),  # back to pending: released unhandled by its consumer
     ACCEPTED: frozenset(),
     REFUSED: frozenset(),
 }
@@ -443,6 +443,25 @@ class CommandQueue:
                     if conn.execute(_CLAIM, {"cid": cid, "who": consumer, "at": now}).rowcount == 1:
                         taken.append(cid)
         return taken
+
+    def waiting(self, target: str, kinds: frozenset[str]) -> bool:
+        """Is a command of one of `kinds` pending for `target`? (One indexed look-up.)"""
+        c = commands_table.c
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(c.id).where(c.target == target, c.status == PENDING, c.kind.in_(kinds)).limit(1)
+            ).first() is not None
+
+    def release(self, command_ids: Sequence[int], *, consumer: str) -> int:
+        """Give back commands `consumer` took and has not acted on: pending again, in their place (their
+        ids). Returns how many were released."""
+        c = commands_table.c
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(commands_table)
+                .where(c.id.in_(command_ids), c.status == TAKEN, c.consumer == consumer)
+                .values(status=PENDING, consumer=None, ts_taken=None)
+            ).rowcount
 
     def fences_since_oldest_pending(self, target: str = "engine") -> list[Command]:
         """The completed commands that set fences (`qlcore.control.priority.FENCING`) sent after the

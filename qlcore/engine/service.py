@@ -43,7 +43,7 @@ from qlcore.audit.recorder import AuditRecorder
 from qlcore.brokers.paper import PaperVenue
 from qlcore.brokers.simulated import FillModel
 from qlcore.control.commands import Command, CommandQueue
-from qlcore.control.priority import PRIORITY_LANES
+from qlcore.control.priority import HALT, PRIORITY, PRIORITY_LANES
 from qlcore.data.conditions import RegimeConfig, VolatilityMonitor
 from qlcore.data.feed import Feed, ReplayFeed, SyntheticIntradayFeed
 from qlcore.data.quality import IngestionGate, QualityConfig
@@ -80,6 +80,8 @@ from qlcore.strategies.manager import StrategyManager, StrategyState
 log = logging.getLogger("qlcore.engine")
 
 NS = 1_000_000_000
+HALT_CHECK_EVERY = 10  # commands of a page acted on between two looks for a waiting halt
+HALT_KINDS = frozenset({HALT})
 LAG_ALERT_S = 10.0  # an alert when the oldest untaken bar has been due this long
 FEEDS = ("replay", "synthetic")
 DEMO_STRATEGIES: tuple[dict[str, Any], ...] = (
@@ -449,7 +451,7 @@ class EngineService:
         if now - self._last_take >= self.config.command_poll_s:
             self._last_take = now
             commands = self._take_commands()
-        outcomes = [self.handlers.handle(c) for c in commands]
+        commands, outcomes = self._handle(commands)
         bars = self._poll_bars()
         before = self.kernel.events_emitted
         self.writer.flush()  # orders durable before the venue may hold them
@@ -462,6 +464,19 @@ class EngineService:
                                  in zip(commands, outcomes, strict=True)], consumer=self.config.engine_id)
         self._beat()
         return bool(commands or bars or self.kernel.events_emitted != before)
+
+    def _handle(self, commands: list[Command]) -> tuple[list[Command], list[tuple[bool, str]]]:
+        """Act on a page of commands in order: the commands acted on and their outcomes. A page of
+        orders stops when a halt is waiting (looked for every `HALT_CHECK_EVERY` commands): the rest
+        go back to the queue, in their place, and the halt is taken at the next turn."""
+        cid = self.config.engine_id
+        outcomes: list[tuple[bool, str]] = []
+        for i, command in enumerate(commands):
+            if i and i % HALT_CHECK_EVERY == 0 and command.kind not in PRIORITY and self.queue.waiting(cid, HALT_KINDS):
+                self.queue.release([c.id for c in commands[i:]], consumer=cid)
+                return commands[:i], outcomes
+            outcomes.append(self.handlers.handle(command))
+        return commands, outcomes
 
     def _take_commands(self) -> list[Command]:
         """A page of commands: the protective ones alone when there are any (a turn of their own, so

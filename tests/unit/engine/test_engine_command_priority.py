@@ -61,6 +61,31 @@ def test_a_halt_sent_behind_orders_is_handled_in_a_turn_of_its_own_and_they_are_
     assert all(o.status.value == "DENIED" for o in list(engine.kernel.state.orders.values())[orders_before:])
 
 
+def test_a_halt_sent_while_a_page_of_orders_is_handled_stops_the_page_and_the_rest_are_denied(rig):
+    engine, queue = rig
+    orders = [queue.submit("flood", "order.submit", _order(), target=TARGET) for _ in range(30)]
+    handle = engine.handlers.handle
+    halt: list[int] = []
+
+    def handle_and_pull_the_switch(command):
+        if command.id == orders[3]:  # the desk pulls the switch while the engine works on the page
+            halt.append(queue.submit("carol", "halt", {"reason": "mid-page"}, target=TARGET))
+        return handle(command)
+
+    engine.handlers.handle = handle_and_pull_the_switch
+    engine.step()
+    # the page stopped at the first look after the halt came: the rest went back, still in their place
+    assert [queue.status(c).status for c in orders[:10]] == ["accepted"] * 10
+    assert {queue.status(c).status for c in orders[10:]} == {"pending"}
+    assert [c.id for c in queue.pending(TARGET, limit=100)] == [*orders[10:], halt[0]]
+    engine.step()
+    engine.step()
+    done = _completions(engine)
+    assert done[halt[0]][1].accepted
+    assert all(done[c][0] < done[halt[0]][0] < done[d][0] for c in orders[:10] for d in orders[10:])
+    assert all(not done[c][1].accepted and "HALTED" in done[c][1].reason for c in orders[10:])
+
+
 def test_a_resume_sent_before_a_halt_cannot_undo_it(rig):
     engine, queue = rig
     resume = queue.submit("risk-officer", "resume_trading", {"reason": "all clear"}, target=TARGET)
