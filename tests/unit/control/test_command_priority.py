@@ -201,3 +201,24 @@ def test_the_cli_refuses_at_once_naming_the_bound_and_a_halt_still_goes_through(
     assert halted.exit_code == 0, halted.output
     assert [c.kind for c in CommandQueue(sqlite_url).history()] == ["halt", "order.submit"]
     dispose_all()
+
+
+def test_a_dashboard_action_over_a_bound_is_refused_naming_it_and_audited(sqlite_url, tmp_path, monkeypatch):
+    from qlcore.store.db import connect
+    from qlcore.ui.actions import AUDIT_REFUSED, ActionRefused, Actions
+    from qlcore.ui.auth import UserStore
+    from qlcore.ui.readmodel import ReadModel
+
+    monkeypatch.setenv("QLCORE_COMMAND_MAX_PENDING", "1")
+    users = UserStore(tmp_path / "users.toml")
+    users.add("tina", "trader", "tina-trader-pw")
+    db = connect(sqlite_url)
+    actions = Actions(db, users)
+    actions.perform("order.submit", ORDER, user="tina")
+    with pytest.raises(ActionRefused, match="max_pending"):
+        actions.perform("order.submit", ORDER, user="tina")
+    actions.perform("halt", {"reason": "still heard"}, user="tina")
+    [refused] = ReadModel(engine=db).audit_search(action=AUDIT_REFUSED)
+    assert refused.actor == "user:tina" and "max_pending" in refused.data["outcome"]
+    assert [c.kind for c in CommandQueue(engine=db).history()] == ["halt", "order.submit"]
+    dispose_all()
