@@ -97,7 +97,7 @@ class CommandLimits:
     second (0 turns a bound off). Protective commands (halt, cancel, flatten, pause, stop) are never bounded."""
 
     max_pending: int = 500
-    max_per_s: int = 100
+    max_per_s: int = 200  # the paced loads of bench_engine and bench_dashboards send 100 a second
 
     def __post_init__(self) -> None:
         for name in LIMIT_ENV:
