@@ -5,8 +5,10 @@ from qlcore.control.commands import (
     SCHEMAS,
     Command,
     CommandError,
+    CommandLimitError,
+    CommandLimits,
     CommandQueue,
     CommandStateError,
 )
 
-__all__ = ["SCHEMAS", "Command", "CommandError", "CommandQueue", "CommandStateError"]
+__all__ = ["SCHEMAS", "Command", "CommandError", "CommandLimitError", "CommandLimits", "CommandQueue", "CommandStateError"]

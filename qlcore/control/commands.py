@@ -8,21 +8,29 @@ malformed one never reaches the table; a payload may never carry a secret.
 A row moves through `_TRANSITIONS` only: pending -> taken (by exactly one consumer: a conditional
 UPDATE whose row count says who won) -> accepted | refused. When an `AuditRecorder` is given,
 commands refused at submission and every completion are written to the audit log.
+
+`take` claims in lanes (`qlcore.control.priority`): the kill switch, then the other protective
+commands, then the rest, each in id order and in bounded pages. `submit` bounds each client (its
+`user`) per target: at most `CommandLimits.max_pending` commands waiting and `max_per_s` sent in
+any second; beyond either it raises `CommandLimitError` naming the bound, and nothing is stored.
+Protective commands are never bounded.
 """
 from __future__ import annotations
 
+import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, bindparam, func, select, update
 
 from qlcore.audit.log import canonical_json
+from qlcore.control.priority import FENCING, LANES, PRIORITY
 from qlcore.model.enums import OrderSide, OrderType, TimeInForce
 from qlcore.store.db import connect
 from qlcore.store.tables import commands as commands_table
@@ -35,7 +43,7 @@ PENDING, TAKEN, ACCEPTED, REFUSED = "pending", "taken", "accepted", "refused"
 # status -> the statuses it may move to. Nothing leaves accepted or refused: an outcome is final.
 _TRANSITIONS: dict[str, frozenset[str]] = {
     PENDING: frozenset({TAKEN}),
-    TAKEN: frozenset({ACCEPTED, REFUSED}),
+    TAKEN: frozenset({ACCEPTED, REFUSED, PENDING}),  # back to pending: released unhandled by its consumer
     ACCEPTED: frozenset(),
     REFUSED: frozenset(),
 }
@@ -54,12 +62,62 @@ class CommandError(ValueError):
         self.field, self.reason = field, reason
 
 
+class _NotCompleted(Exception):
+    def __init__(self, command_id: int, new: str) -> None:
+        self.command_id, self.new = command_id, new
+
+
 class CommandStateError(Exception):
     """A transition the command's status does not allow (completed twice, another consumer's, unknown)."""
 
     def __init__(self, command_id: int, reason: str) -> None:
         super().__init__(f"command {command_id}: {reason}")
         self.command_id, self.reason = command_id, reason
+
+
+class CommandLimitError(Exception):
+    """A client is over one of its bounds (`limit` names it, `bound` its value, `value` the client's). Nothing was stored."""
+
+    def __init__(self, user: str, target: str, limit: str, bound: int, value: int) -> None:
+        what = {
+            "max_pending": f"has {value} commands waiting for {target!r}; at most {bound} may wait "
+                           "(wait for the engine to take them)",
+            "max_per_s": f"sent {value} commands to {target!r} in the last second; at most {bound} a second",
+        }[limit]
+        super().__init__(f"{user} {what} [limit {limit}, {LIMIT_ENV[limit]}]")
+        self.user, self.target, self.limit, self.bound, self.value = user, target, limit, bound, value
+
+
+LIMIT_ENV = {"max_pending": "QLCORE_COMMAND_MAX_PENDING", "max_per_s": "QLCORE_COMMAND_MAX_PER_S"}
+
+
+@dataclass(frozen=True, slots=True)
+class CommandLimits:
+    """Per client and target: at most `max_pending` commands waiting, at most `max_per_s` sent in any
+    second (0 turns a bound off). Protective commands (halt, cancel, flatten, pause, stop) are never bounded."""
+
+    max_pending: int = 500
+    max_per_s: int = 200  # the paced loads of bench_engine and bench_dashboards send 100 a second
+
+    def __post_init__(self) -> None:
+        for name in LIMIT_ENV:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"command limit {name}: must be an integer >= 0 (0: no bound), got {value!r}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> CommandLimits:
+        """The limits from QLCORE_COMMAND_MAX_PENDING and QLCORE_COMMAND_MAX_PER_S, the defaults where unset."""
+        values: dict[str, int] = {}
+        for name, var in LIMIT_ENV.items():
+            text = environ.get(var, "").strip()
+            if not text:
+                continue
+            try:
+                values[name] = int(text)
+            except ValueError:
+                raise ValueError(f"{var}: must be an integer >= 0 (0: no bound), got {text!r}") from None
+        return cls(**values)
 
 
 # --- schemas ---------------------------------------------------------------------------------------
@@ -252,6 +310,20 @@ def _command(row: Any) -> Command:
     )
 
 
+_C = commands_table.c
+# the two writes of the engine's every turn, built once: claim a pending row, complete a taken one
+_CLAIM = (
+    update(commands_table)
+    .where(_C.id == bindparam("cid"), _C.status == PENDING)
+    .values(status=TAKEN, consumer=bindparam("who"), ts_taken=bindparam("at"))
+)
+_COMPLETE = (
+    update(commands_table)
+    .where(_C.id == bindparam("cid"), _C.status == TAKEN, _C.consumer == bindparam("who"))
+    .values(status=bindparam("new"), reason=bindparam("why"), ts_completed=bindparam("at"))
+)
+
+
 class CommandQueue:
     """Commands in the store: `submit` from any process; `take` and `complete` from the engine."""
 
@@ -262,14 +334,17 @@ class CommandQueue:
         engine: Engine | None = None,
         audit: AuditRecorder | None = None,
         clock: Callable[[], int] = time.time_ns,
+        limits: CommandLimits | None = None,
     ) -> None:
         self.engine = engine if engine is not None else connect(url)
         self.audit = audit
         self.clock = clock
+        self.limits = limits if limits is not None else CommandLimits.from_env()
 
     # --- producers ----------------------------------------------------------------------------
     def submit(self, user: str, kind: str, payload: Mapping[str, Any], *, target: str = "engine") -> int:
-        """Validate and store a command; its id. A malformed one raises `CommandError` and is not stored."""
+        """Validate and store a command; its id. A malformed one raises `CommandError`, one beyond its
+        client's bounds `CommandLimitError`; neither is stored."""
         try:
             if not isinstance(user, str) or not user.strip():
                 raise CommandError("user", "a command carries the non-empty name of who sent it")
@@ -281,10 +356,17 @@ class CommandQueue:
         except CommandError as exc:
             self._audit_refused_submission(user, kind, payload, exc)
             raise
+        now = self.clock()
+        if kind not in PRIORITY:
+            try:
+                self._check_bounds(user, target, now)
+            except CommandLimitError as exc:
+                self._audit_refused_submission(user, kind, payload, exc)
+                raise
         with self.engine.begin() as conn:
             result = conn.execute(
                 commands_table.insert().values(
-                    ts_submitted=self.clock(),
+                    ts_submitted=now,
                     user=user,
                     target=target,
                     kind=kind,
@@ -296,12 +378,51 @@ class CommandQueue:
             assert pk is not None
             return int(pk[0])
 
+    def _check_bounds(self, user: str, target: str, now: int) -> None:
+        """`CommandLimitError` if `user` is over a bound for `target`. Checked before the insert, outside
+        its transaction: concurrent submits of one client may pass a bound by their number."""
+        c = commands_table.c
+        mine = (c.target == target, c.user == user, c.kind.not_in(PRIORITY))  # protective ones are not counted
+        with self.engine.connect() as conn:
+            if self.limits.max_pending:
+                waiting = conn.execute(
+                    select(func.count()).select_from(commands_table).where(*mine, c.status == PENDING)
+                ).scalar_one()
+                if waiting >= self.limits.max_pending:
+                    raise CommandLimitError(user, target, "max_pending", self.limits.max_pending, waiting)
+            if self.limits.max_per_s:
+                recent = conn.execute(
+                    select(func.count()).select_from(commands_table)
+                    .where(*mine, c.status.in_(tuple(_TRANSITIONS)), c.ts_submitted > now - 1_000_000_000)
+                ).scalar_one()
+                if recent >= self.limits.max_per_s:
+                    raise CommandLimitError(user, target, "max_per_s", self.limits.max_per_s, recent)
+
     # --- consumers ----------------------------------------------------------------------------
-    def take(self, consumer: str, *, target: str = "engine", limit: int = 100) -> list[Command]:
-        """Claim up to `limit` pending commands for `consumer`, in id order. No two consumers get the same one."""
+    def take(
+        self, consumer: str, *, target: str = "engine", limit: int = 100,
+        lanes: tuple[frozenset[str] | None, ...] = LANES,
+    ) -> list[Command]:
+        """Claim up to `limit` pending commands for `consumer`, in the order they are to be handled: the
+        kill switch, then the other protective commands, then the rest, each lane in id order
+        (`qlcore.control.priority`; `lanes` picks some of them). No two consumers get the same one."""
         if not consumer:
             raise ValueError("take needs the consumer's id")
+        taken: list[int] = []
+        for lane in lanes:
+            if len(taken) >= limit:
+                break
+            taken += self._claim(consumer, target, lane, limit - len(taken))
+        if not taken:
+            return []
         c = commands_table.c
+        with self.engine.connect() as conn:
+            rows = {r.id: r for r in conn.execute(select(commands_table).where(c.id.in_(taken))).all()}
+        return [_command(rows[cid]) for cid in taken]
+
+    def _claim(self, consumer: str, target: str, lane: frozenset[str] | None, limit: int) -> list[int]:
+        c = commands_table.c
+        kinds = c.kind.in_(lane) if lane is not None else c.kind.not_in(PRIORITY)
         taken: list[int] = []
         while len(taken) < limit:
             # read first, then claim each row with a conditional UPDATE: the row count says whether
@@ -310,7 +431,7 @@ class CommandQueue:
             with self.engine.connect() as conn:
                 ids = conn.execute(
                     select(c.id)
-                    .where(c.target == target, c.status == PENDING)
+                    .where(c.target == target, c.status == PENDING, kinds)
                     .order_by(c.id)
                     .limit(limit - len(taken))
                 ).scalars().all()
@@ -319,17 +440,44 @@ class CommandQueue:
             now = self.clock()
             with self.engine.begin() as conn:
                 for cid in ids:
-                    won = conn.execute(
-                        update(commands_table)
-                        .where(c.id == cid, c.status == PENDING)
-                        .values(status=TAKEN, consumer=consumer, ts_taken=now)
-                    ).rowcount
-                    if won == 1:
+                    if conn.execute(_CLAIM, {"cid": cid, "who": consumer, "at": now}).rowcount == 1:
                         taken.append(cid)
-        if not taken:
-            return []
+        return taken
+
+    def waiting(self, target: str, kinds: frozenset[str]) -> bool:
+        """Is a command of one of `kinds` pending for `target`? (One indexed look-up.)"""
+        c = commands_table.c
         with self.engine.connect() as conn:
-            rows = conn.execute(select(commands_table).where(c.id.in_(taken)).order_by(c.id)).all()
+            return conn.execute(
+                select(c.id).where(c.target == target, c.status == PENDING, c.kind.in_(kinds)).limit(1)
+            ).first() is not None
+
+    def release(self, command_ids: Sequence[int], *, consumer: str) -> int:
+        """Give back commands `consumer` took and has not acted on: pending again, in their place (their
+        ids). Returns how many were released."""
+        c = commands_table.c
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(commands_table)
+                .where(c.id.in_(command_ids), c.status == TAKEN, c.consumer == consumer)
+                .values(status=PENDING, consumer=None, ts_taken=None)
+            ).rowcount
+
+    def fences_since_oldest_pending(self, target: str = "engine") -> list[Command]:
+        """The completed commands that set fences (`qlcore.control.priority.FENCING`) sent after the
+        oldest pending command for `target`: what a restarted engine must remember to take the rest."""
+        c = commands_table.c
+        with self.engine.connect() as conn:
+            oldest = conn.execute(
+                select(func.min(c.id)).where(c.target == target, c.status == PENDING)
+            ).scalar_one()
+            if oldest is None:
+                return []
+            rows = conn.execute(
+                select(commands_table)
+                .where(c.target == target, c.status.in_((ACCEPTED, REFUSED)), c.kind.in_(FENCING), c.id > oldest)
+                .order_by(c.id)
+            ).all()
         return [_command(r) for r in rows]
 
     def in_flight(self, consumer: str, *, target: str = "engine") -> list[Command]:
@@ -345,24 +493,31 @@ class CommandQueue:
 
     def complete(self, command_id: int, accepted: bool, reason: str = "", *, consumer: str) -> Command:
         """Record the outcome of a command `consumer` took: accepted, or refused with a reason."""
-        new = ACCEPTED if accepted else REFUSED
-        if not accepted and not reason.strip():
-            raise ValueError(f"command {command_id}: a refusal needs a reason")
-        c = commands_table.c
-        with self.engine.begin() as conn:
-            done = conn.execute(
-                update(commands_table)
-                .where(c.id == command_id, c.status == TAKEN, c.consumer == consumer)
-                .values(status=new, reason=reason, ts_completed=self.clock())
-            ).rowcount
-        if done != 1:
-            self._raise_bad_completion(command_id, consumer, new)
-        cmd = self.status(command_id)
+        self.complete_all([(command_id, accepted, reason)], consumer=consumer)
+        return self.status(command_id)
+
+    def complete_all(self, outcomes: Sequence[tuple[int, bool, str]], *, consumer: str) -> None:
+        """Record the outcomes (command id, accepted, reason) of commands `consumer` took, in the order
+        given and in one transaction: all of them, or none and `CommandStateError` naming the first that
+        cannot be completed."""
+        for command_id, accepted, reason in outcomes:
+            if not accepted and not reason.strip():
+                raise ValueError(f"command {command_id}: a refusal needs a reason")
+        try:
+            with self.engine.begin() as conn:
+                for command_id, accepted, reason in outcomes:
+                    new = ACCEPTED if accepted else REFUSED
+                    values = {"cid": command_id, "who": consumer, "new": new, "why": reason, "at": self.clock()}
+                    if conn.execute(_COMPLETE, values).rowcount != 1:
+                        raise _NotCompleted(command_id, new)
+        except _NotCompleted as exc:
+            self._raise_bad_completion(exc.command_id, consumer, exc.new)
         if self.audit is not None:
-            outcome = ACCEPTED if accepted else f"{REFUSED}: {reason}"
-            params = {"command_id": cmd.id, "target": cmd.target, **canonical_payload(cmd.payload)}
-            self.audit.record_command(cmd.user, cmd.kind, params, outcome, ts=cmd.ts_completed)
-        return cmd
+            for command_id, accepted, reason in outcomes:
+                cmd = self.status(command_id)
+                outcome = ACCEPTED if accepted else f"{REFUSED}: {reason}"
+                params = {"command_id": cmd.id, "target": cmd.target, **canonical_payload(cmd.payload)}
+                self.audit.record_command(cmd.user, cmd.kind, params, outcome, ts=cmd.ts_completed)
 
     # --- readers ------------------------------------------------------------------------------
     def pending(self, target: str = "engine", after_id: int = 0, limit: int = 100) -> list[Command]:
@@ -425,7 +580,7 @@ class CommandQueue:
             + (f"; allowed: {sorted(allowed)}" if allowed else ""),
         )
 
-    def _audit_refused_submission(self, user: Any, kind: Any, payload: Any, exc: CommandError) -> None:
+    def _audit_refused_submission(self, user: Any, kind: Any, payload: Any, exc: Exception) -> None:
         if self.audit is None:
             return
         who = user[:100] if isinstance(user, str) and user.strip() else "unknown"

@@ -3,7 +3,8 @@
 `qlcore engine` runs the paper engine in the foreground (Ctrl-C stops it cleanly). The others write
 one command each (`strategy deploy|pause|resume|stop`, `order submit|cancel`, `flatten`, `halt`,
 `resume-trading`), wait for the engine's outcome and print it: exit 0 when accepted, 1 when refused
-(the reason is printed), 3 when no engine took it in time. `strategy list`, `order list`,
+(the reason is printed; also when the sender is over its bound of waiting commands or commands a
+second, and nothing is queued), 3 when no engine took it in time. `strategy list`, `order list`,
 `positions` and `status` read the engine's status snapshot. Every command carries its sender:
 `--user`, else `QLCORE_USER`, else the login name.
 """
@@ -35,13 +36,16 @@ def resolve_user(user: str | None) -> str:
 
 def _send(kind: str, payload: dict[str, Any], *, user: str | None, db: str | None, engine_id: str, wait: float) -> None:
     from qlcore.cli import UserError
-    from qlcore.control.commands import CommandError, CommandQueue
+    from qlcore.control.commands import CommandError, CommandLimitError, CommandQueue
 
     queue = CommandQueue(db)
     try:
         command_id = queue.submit(resolve_user(user), kind, payload, target=engine_id)
     except CommandError as exc:
         raise UserError(f"malformed command: {exc}") from None
+    except CommandLimitError as exc:
+        typer.secho(f"command refused, not queued: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
     if wait <= 0:
         typer.echo(f"command {command_id} queued")
         return

@@ -5,6 +5,10 @@ event in the log (with the events the action produced) and in the command table.
 by raising `Refused`; any other error from the domain (unknown strategy or parameter, invalid
 lifecycle transition, unknown order) is a refusal too, with the error's own message. The engine
 keeps running whatever a command says.
+
+Protective commands jump the queue (`qlcore.control.priority`); each one handled is remembered in
+`fences`, and a command sent before it that would start or add trading in its scope is refused as
+superseded, so that jumping the queue never changes what the senders meant.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from qlcore.control.commands import Command
+from qlcore.control.priority import FENCING, Fences
 from qlcore.engine.kernel import OrderError
 from qlcore.engine.status import RUNNING
 from qlcore.model.enums import OrderSide, OrderStatus, OrderType, TimeInForce
@@ -36,6 +41,7 @@ class Refused(Exception):
 class CommandHandlers:
     def __init__(self, engine: EngineService) -> None:
         self.engine = engine
+        self.fences = Fences()
         self._handlers: dict[str, Callable[[Command], str]] = {
             "strategy.deploy": self.deploy,
             "strategy.pause": self.pause,
@@ -56,6 +62,9 @@ class CommandHandlers:
             handler = self._handlers.get(command.kind)
             if handler is None:
                 raise Refused(f"unknown command kind {command.kind!r}; known: {', '.join(sorted(self._handlers))}")
+            superseded = self.fences.superseded(command.id, command.kind, command.payload)
+            if superseded is not None:
+                raise Refused(superseded)
             if command.kind in _TRADING and engine.state != RUNNING:
                 raise Refused(f"trading is blocked: engine state is {engine.state} (reconciliation has not passed)")
             result = handler(command)
@@ -69,6 +78,8 @@ class CommandHandlers:
             log.exception("command %s (%s) failed", command.id, command.kind)
             accepted, reason = False, f"internal error: {type(exc).__name__}: {exc}"
             engine.alert("error", "commands", f"command {command.id} ({command.kind}) failed: {reason}")
+        if command.kind in FENCING:
+            self.fences.record(command.id, command.kind, command.payload)
         engine.complete(command, accepted, reason)
         return accepted, reason
 

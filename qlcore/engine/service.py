@@ -2,7 +2,8 @@
 
 One loop, one thread, one writer of trading state. Each turn:
 
-1. take commands from the command table and act on them (`qlcore.engine.handlers`);
+1. take a page of commands from the command table, protective ones first (`qlcore.control.priority`),
+   and act on them in that order (`qlcore.engine.handlers`);
 2. poll the feed through the ingestion gate; each good bar goes to the venue (matching), the risk
    engine, and the strategy manager (which hands it to the running strategies);
 3. commit the event log (`StreamWriter.flush`): every order the strategies or commands created is
@@ -42,6 +43,7 @@ from qlcore.audit.recorder import AuditRecorder
 from qlcore.brokers.paper import PaperVenue
 from qlcore.brokers.simulated import FillModel
 from qlcore.control.commands import Command, CommandQueue
+from qlcore.control.priority import HALT, PRIORITY, PRIORITY_LANES
 from qlcore.data.conditions import RegimeConfig, VolatilityMonitor
 from qlcore.data.feed import Feed, ReplayFeed, SyntheticIntradayFeed
 from qlcore.data.quality import IngestionGate, QualityConfig
@@ -89,6 +91,8 @@ from qlcore.strategies.manager import StrategyManager, StrategyState
 log = logging.getLogger("qlcore.engine")
 
 NS = 1_000_000_000
+HALT_CHECK_EVERY = 10  # commands of a page acted on between two looks for a waiting halt
+HALT_KINDS = frozenset({HALT})
 LAG_ALERT_S = 10.0  # an alert when the oldest untaken bar has been due this long
 STORE_RETRY_FIRST_S, STORE_RETRY_MAX_S = 0.1, 5.0  # backoff of the retries of a failed store
 FEEDS = ("replay", "synthetic")
@@ -124,6 +128,7 @@ class EngineConfig:
     command_poll_s: float = 0.01  # how often the command table is read (a command waits at most this)
     heartbeat_s: float = 0.5
     max_feed_steps_per_turn: int = 500  # a feed faster than the engine is caught up over several turns
+    max_commands_per_turn: int = 50  # a page of the command table; protective commands get a turn of their own
     derived_state_s: float = 5.0  # how often the monitors' and strategies' state is saved beside the log
     demo: bool = False
     exit_when_done: bool = False  # stop when the feed is exhausted and no command is pending
@@ -138,6 +143,8 @@ class EngineConfig:
             raise ValueError("the engine needs at least one symbol")
         if self.max_feed_steps_per_turn < 1:
             raise ValueError(f"max_feed_steps_per_turn must be >= 1, got {self.max_feed_steps_per_turn}")
+        if self.max_commands_per_turn < 1:
+            raise ValueError(f"max_commands_per_turn must be >= 1, got {self.max_commands_per_turn}")
 
     @property
     def resolved_url(self) -> str:
@@ -254,6 +261,7 @@ class EngineService:
         self.stale_symbols: set[str] = set()
         self.store_fault: _StoreFault | None = None  # while SUSPENDED: why, and when to try again
         self._uncompleted: list[tuple[Command, tuple[bool, str]]] = []  # handled, not yet completed in the table
+        self._unhandled: list[int] = []  # claimed when a store fault stopped the turn: given back at recovery
         self.kernel.fill_listeners.append(self._on_fill)
         from qlcore.engine.handlers import CommandHandlers
 
@@ -289,6 +297,8 @@ class EngineService:
         self.lease.beat(RECONCILING)
         rebuilt = rebuild(self)
         self.resume_ts = rebuilt.resume_ts
+        # protective commands handled before the crash still supersede the commands sent before them
+        self.handlers.fences.record_all(self.queue.fences_since_oldest_pending(self.config.engine_id))
         fresh = rebuilt.events == 0
         # lifecycle and limit changes from now on go to the log, everything to the audit trail
         self.manager.event_listeners.append(self.writer.append)
@@ -491,8 +501,8 @@ class EngineService:
             self._check_store_files()
         if now - self._last_take >= self.config.command_poll_s:
             self._last_take = now
-            commands = self.queue.take(self.config.engine_id, target=self.config.engine_id, limit=500)
-        self._uncompleted.extend((c, self.handlers.handle(c)) for c in commands)
+            commands = self._take_commands()
+        commands = self._handle(commands)
         bars = self._poll_bars()
         before = self.kernel.events_emitted
         self.writer.flush()  # orders durable before the venue may hold them
@@ -505,11 +515,41 @@ class EngineService:
         self._beat()
         return bool(commands or bars or self.kernel.events_emitted != before)
 
-    def _complete_commands(self) -> None:
-        while self._uncompleted:
-            command, (accepted, reason) = self._uncompleted[0]
-            self.queue.complete(command.id, accepted, reason, consumer=self.config.engine_id)
-            self._uncompleted.pop(0)
+    def _complete_commands(self, *, settle: bool = False) -> None:
+        """Complete the handled commands in the table, in one transaction. After a store fault
+        (`settle`), those a failed attempt did complete after all are left out."""
+        if not self._uncompleted:
+            return
+        if settle:
+            self._uncompleted = [(c, o) for c, o in self._uncompleted if not self.queue.status(c.id).done]
+        self.queue.complete_all([(command.id, accepted, reason) for command, (accepted, reason) in self._uncompleted],
+                                consumer=self.config.engine_id)
+        self._uncompleted = []
+
+    def _handle(self, commands: list[Command]) -> list[Command]:
+        """Act on a page of commands in order; the commands acted on, their outcomes kept for completion
+        (one by one, so that a store fault in the middle loses none). A page of orders stops when a halt
+        is waiting (looked for every `HALT_CHECK_EVERY` commands): the rest go back to the queue, in
+        their place, and the halt is taken at the next turn."""
+        cid = self.config.engine_id
+        for i, command in enumerate(commands):
+            try:
+                if (i and i % HALT_CHECK_EVERY == 0 and command.kind not in PRIORITY
+                        and self.queue.waiting(cid, HALT_KINDS)):
+                    self.queue.release([c.id for c in commands[i:]], consumer=cid)
+                    return commands[:i]
+            except Exception:
+                self._unhandled = [c.id for c in commands[i:]]  # claimed, not acted on: released at recovery
+                raise
+            self._uncompleted.append((command, self.handlers.handle(command)))
+        return commands
+
+    def _take_commands(self) -> list[Command]:
+        """A page of commands: the protective ones alone when there are any (a turn of their own, so
+        that a halt is completed as soon as it is acted on), else the rest."""
+        cid, page = self.config.engine_id, self.config.max_commands_per_turn
+        return (self.queue.take(cid, target=cid, limit=page, lanes=PRIORITY_LANES)
+                or self.queue.take(cid, target=cid, limit=page, lanes=(None,)))
 
     # --- store faults ------------------------------------------------------------------------------
     def _store_writable(self) -> bool:
@@ -551,7 +591,10 @@ class EngineService:
             self.venue.flush()  # what the venue kept while the log was down, now that the log is durable
             self.writer.flush()
             self.audit.log.flush()
-            self._complete_commands()
+            self._complete_commands(settle=True)
+            if self._unhandled:
+                self.queue.release(self._unhandled, consumer=self.config.engine_id)
+                self._unhandled = []
             from qlcore.engine.recovery import reconcile
 
             self.reconciliation = reconcile(self)

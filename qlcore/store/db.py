@@ -4,8 +4,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
+from sqlalchemy.schema import CreateIndex
 
 from qlcore.store.tables import metadata
 
@@ -87,8 +88,23 @@ def connect(url: str | None = None, *, create: bool = True) -> Engine:
         engine = create_engine(url, pool_pre_ping=True)
     if create:
         metadata.create_all(engine)
+        _add_missing_indexes(engine)
     _ENGINES[url] = engine
     return engine
+
+
+def _add_missing_indexes(engine: Engine) -> None:
+    """Indexes declared since a store's tables were made (`create_all` makes none on existing tables)."""
+    inspector = inspect(engine)
+    for table in metadata.sorted_tables:
+        if not table.indexes:
+            continue
+        have = {ix["name"] for ix in inspector.get_indexes(table.name, schema=table.schema)}
+        missing = [ix for ix in table.indexes if ix.name not in have]
+        if missing:
+            with engine.begin() as conn:
+                for ix in missing:
+                    conn.execute(CreateIndex(ix, if_not_exists=True))
 
 
 def dispose_all() -> None:

@@ -112,6 +112,8 @@ commands = Table(
     Column("ts_completed", BigInteger),
     Column("reason", Text),
     Index("ix_commands_target_status_id", "target", "status", "id"),
+    Index("ix_commands_target_status_kind_id", "target", "status", "kind", "id"),  # the priority lanes
+    Index("ix_commands_target_user_status_ts", "target", "user", "status", "ts_submitted"),  # per-client bounds
     sqlite_autoincrement=True,
 )
 

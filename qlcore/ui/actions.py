@@ -16,7 +16,13 @@ from typing import Any
 from sqlalchemy import Engine
 
 from qlcore.audit.log import AuditEntry, AuditLog
-from qlcore.control.commands import CommandError, CommandQueue, canonical_payload, redacted
+from qlcore.control.commands import (
+    CommandError,
+    CommandLimitError,
+    CommandQueue,
+    canonical_payload,
+    redacted,
+)
 from qlcore.ui.auth import Role, UserStore
 
 # action -> the least role that may do it. Halting is a trader's right (anyone who can trade can
@@ -85,6 +91,8 @@ class Actions:
             command_id = self.queue.submit(user, kind, payload, target=self.target)
         except CommandError as exc:
             self._refuse(user, role, kind, payload, f"malformed command: {exc}")
+        except CommandLimitError as exc:
+            self._refuse(user, role, kind, payload, str(exc))
         params = canonical_payload(self.queue.status(command_id).payload)
         self._audit(user, AUDIT_ACTION, kind, params, {"role": role.label, "outcome": "submitted", "command_id": command_id})
         return ActionResult(command_id, kind, user, role)

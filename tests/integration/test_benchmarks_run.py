@@ -68,3 +68,12 @@ def test_dashboard_benchmark(tmp_path):
     r = _run("bench_dashboards.py", "--sessions", "2", "--seconds", "2", "--warmup", "1", tmp_path=tmp_path)
     assert r["sessions"] == 2 and r["updates_measured"] > 0 and r["order_commands_accepted"] > 0
     assert 0 < r["latency_ms_p50"] <= r["latency_ms_p95"]
+
+
+def test_halt_flood_benchmark(tmp_path):
+    r = _run("bench_halt_flood.py", "--clients", "4", "--halt-after", "1", tmp_path=tmp_path)
+    s = r["sqlite"]
+    assert s["clients"] == 4 and s["halt_outcome"].startswith("accepted") and s["halt_latency_ms"] > 0
+    assert s["accepted_after_halt_though_sent_before"] == 0 and s["orders"]["not_completed"] == 0
+    assert s["orders"]["sent"] == s["orders"]["accepted"] + s["orders"]["refused"] > 0
+    assert 0 < s["engine_rss_mb"]["before"] <= s["engine_rss_mb"]["peak"]
