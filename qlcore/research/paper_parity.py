@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -227,7 +227,9 @@ def _passed_frames(frames: dict[str, pd.DataFrame], bars: list[Bar]) -> dict[str
     seen: dict[str, list[int]] = {}
     for bar in bars:
         seen.setdefault(bar.symbol, []).append(bar.ts)
-    return {s: df[np.isin(df.index.as_unit("ns").asi8, seen.get(s, []))] for s, df in frames.items()}
+    # bar frames are indexed by time (as_frames checks it)
+    return {s: df[np.isin(cast(pd.DatetimeIndex, df.index).as_unit("ns").asi8, seen.get(s, []))]
+            for s, df in frames.items()}
 
 
 def _row(fill: Any) -> tuple[Any, ...]:
