@@ -20,6 +20,7 @@ from qlcore.engine import BacktestConfig
 from qlcore.research.paper_parity import PaperParityReport, paper_parity
 from qlcore.store.db import connect
 from qlcore.store.runs import list_parity
+from qlcore.ui.readmodel import ReadModel
 
 QLCORE = Path(sys.executable).with_name("qlcore")
 COSTS = BacktestConfig(initial_cash=Decimal(100_000), fee_bps=Decimal(10), min_fee=Decimal(1), slippage_bps=Decimal(5))
@@ -108,6 +109,10 @@ def test_qlcore_parity_paper_exits_0_and_records_the_verdict(tmp_path):
     [record] = list_parity(connect(f"sqlite:///{tmp_path / 'q.db'}"))
     assert (record.user, record.strategy, record.symbols, record.verdict) == ("alice", "mean_reversion", ["IBM"], "IDENTICAL")
     assert record.report["kind"] == "paper" and record.report["fee_bps"] == 10
+    [shown_on_page] = ReadModel(engine=connect(f"sqlite:///{tmp_path / 'q.db'}")).parity_verdicts()
+    n = shown["trades_paper"]
+    assert (shown_on_page["source"], shown_on_page["verdict"]) == ("qlcore parity --paper", "IDENTICAL")
+    assert shown_on_page["detail"] == f"trades backtest {n}, paper {n}, differing 0"
 
 
 def test_qlcore_parity_paper_exits_1_when_the_sides_trade_differently(tmp_path):

@@ -8,6 +8,7 @@ order for B sent from A's bar at t does not take B's open at t, whichever symbol
 """
 from __future__ import annotations
 
+import random
 import tempfile
 from decimal import Decimal
 from pathlib import Path
@@ -18,14 +19,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qlcore.brokers.paper import PaperVenue
+from qlcore.data.feed import ReplayFeed
 from qlcore.engine import BacktestConfig, BacktestEngine
 from qlcore.engine.clock import BacktestClock
 from qlcore.engine.kernel import Kernel
+from qlcore.engine.service import EngineConfig, EngineService
 from qlcore.events.types import OrderFilled
 from qlcore.model.enums import OrderSide, TimeInForce
 from qlcore.model.instruments import Instrument
 from qlcore.model.market import Bar
-from qlcore.strategies.base import Strategy
+from qlcore.store.db import dispose_all
+from qlcore.strategies.base import Param, Strategy
 
 HOUR = 3_600_000_000_000
 T0 = pd.Timestamp("2024-01-02").value
@@ -61,12 +65,12 @@ class Planned(Strategy):
 
 
 @st.composite
-def market(draw: st.DrawFn) -> tuple[dict[str, pd.DataFrame], dict[int, list[Plan]]]:
+def market(draw: st.DrawFn, hours_span: int = 72) -> tuple[dict[str, pd.DataFrame], dict[int, list[Plan]]]:
     n_symbols = draw(st.integers(2, 4))
     frames = {}
     for i in range(n_symbols):
-        # hours on a grid of 3 days: symbols share some times (ties) and not others
-        hours = sorted(draw(st.sets(st.integers(0, 71), min_size=1, max_size=14)))
+        # hours on a grid (3 days by default): symbols share some times (ties) and not others
+        hours = sorted(draw(st.sets(st.integers(0, hours_span - 1), min_size=1, max_size=14)))
         rows = []
         for _ in hours:
             o = draw(st.integers(50, 150))
@@ -191,3 +195,54 @@ def test_the_paper_venue_fills_the_cross_symbol_order_at_b_next_open(tmp_path: P
         venue.close()
         (fill,) = fills
         assert (fill.symbol, fill.price, fill.ts) == ("B", Decimal("60.0"), pd.Timestamp("2024-01-03").value), first
+
+
+class SeededOrders(Strategy):
+    """Sends, from any bar, orders of any type for any of its symbols, drawn from its seed."""
+
+    name = "seeded_orders"
+    params = {"seed": Param(0, int, "seed of the orders")}
+    seed: int
+
+    def on_start(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.last_close: dict[str, float] = {}
+
+    def on_bar(self, bar: Bar) -> None:
+        self.last_close[bar.symbol] = bar.close
+        rng = self.rng
+        for _ in range(rng.choice((0, 0, 1, 2))):
+            symbol = rng.choice(self.symbols)
+            price = Decimal(repr(round(self.last_close.get(symbol, bar.close) * (1 + rng.randint(-6, 6) / 100), 2)))
+            kind = rng.choice(("market", "limit", "stop", "stop_limit"))
+            kw: dict[str, Any] = {"tif": rng.choice(list(TimeInForce))}
+            if kind in ("limit", "stop_limit"):
+                kw["limit"] = price
+            if kind in ("stop", "stop_limit"):
+                kw["stop"] = price
+            self.order(rng.choice(list(OrderSide)), 10, symbol, **kw)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(market(hours_span=16), st.integers(0, 2**32))  # a short grid: many ties between symbols
+def test_no_paper_engine_fill_on_a_bar_not_after_the_order(case, seed) -> None:
+    """The whole paper engine on a replay (gate, execution client, venue, per-bar report delivery)."""
+    frames, _ = case
+    with tempfile.TemporaryDirectory() as tmp:
+        config = EngineConfig(engine_id="la", url=f"sqlite:///{tmp}/e.db", venue_path=Path(tmp) / "v.sqlite",
+                              symbols=tuple(frames), exit_when_done=True, initial_cash=Decimal(10**9))
+        engine = EngineService(config, feed=ReplayFeed(frames, step_seconds=None))
+        fills: list[OrderFilled] = []
+        engine.kernel.fill_listeners.append(fills.append)
+        engine.start()
+        engine.manager.deploy(f"{__name__}:SeededOrders", {"seed": seed}, symbols=list(frames), allocation=10**9,
+                              strategy_id="p")
+        engine.run()
+        created = {oid: o.ts_init for oid, o in engine.kernel.state.orders.items()}
+        engine_fills = [(f.order_id, f.ts) for f in fills]
+        with PaperVenue(config.venue_path) as venue:  # the venue's own record: each fill's bar time
+            ledger = [(f.client_order_id, f.ts) for f in venue.fills()]
+        dispose_all()
+    assert_fills_after_creation(ledger, created)
+    assert_fills_after_creation(engine_fills, created)
+    assert sorted(engine_fills) == sorted(ledger)  # each fill reached the strategies at its bar's time
