@@ -53,6 +53,7 @@ def _engine(folder: Path, name: str, symbols: tuple[str, ...], **kw: object) -> 
         venue_path=folder / f"{name}-venue.sqlite",
         symbols=symbols,
         speed=1.0,
+        fill_on_arrival=True,  # the order path measured ends with its fill, in the same turn
         **kw,  # type: ignore[arg-type]
     )
     engine = EngineService(config, feed=_Silent())

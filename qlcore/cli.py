@@ -338,12 +338,16 @@ def parity(
     end: EndOption = None,
     cash: CashOption = "100000",
     fee_bps: FeeBpsOption = "0",
+    paper: Annotated[bool, typer.Option("--paper", help="compare the paper engine on the replay feed with the backtest, instead of vectorbt with the engine (any strategy)")] = False,
+    min_fee: Annotated[str, typer.Option(help="minimum fee per order (--paper)")] = "0",
+    slippage_bps: Annotated[str, typer.Option(help="slippage in basis points on market and stop fills (--paper)")] = "0",
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
     db: Annotated[str | None, typer.Option(help="store URL (default: QLCORE_DB_URL or data/qlcore.db)")] = None,
     store: Annotated[bool, typer.Option(help="record the verdict in the store (the research page lists it)")] = True,
     user: Annotated[str | None, typer.Option("--user", help="who ran the check (default: QLCORE_USER or login name)")] = None,
 ) -> None:
-    """Run a strategy through vectorbt and the event-driven engine; exit 1 unless they trade identically."""
+    """Run a strategy through vectorbt and the event-driven engine (--paper: the paper engine and the
+    backtest); exit 1 unless they trade identically."""
     from qlcore.engine.cli import resolve_user
     from qlcore.engine.config import BacktestConfig
     from qlcore.research import NoVectorizedFormError
@@ -352,6 +356,12 @@ def parity(
     from qlcore.store.runs import save_parity
 
     params = _parse_params(param or [])
+    if paper:
+        _paper_parity(strategy, params, _load_frames(symbols, data_file or [], start, end),
+                      BacktestConfig.from_mapping({"initial_cash": cash, "fee_bps": fee_bps, "min_fee": min_fee,
+                                                   "slippage_bps": slippage_bps}),
+                      as_json=as_json, db=db, user=resolve_user(user), store=store)
+        return
     config = BacktestConfig.from_mapping({"initial_cash": cash, "fee_bps": fee_bps})  # checks both
     frames = _load_frames(symbols, data_file or [], start, end)
     try:
@@ -371,6 +381,25 @@ def parity(
             with pd.option_context("display.width", 250, "display.max_columns", 30):
                 typer.echo(f"\ndiffering trades ({len(differences)}; first {len(shown)} shown, engine vs vectorbt):")
                 typer.echo(shown.to_string(index=False))
+        if record_id is not None:
+            typer.echo(f"\nrecorded as parity check {record_id} (research page)")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _paper_parity(strategy: str, params: dict[str, Any], frames: Any, config: Any, *, as_json: bool,
+                  db: str | None, user: str, store: bool) -> None:
+    """`qlcore parity --paper`: the paper engine on the replay feed against the backtest, recorded like the other checks."""
+    from qlcore.research.paper_parity import paper_parity
+    from qlcore.store.db import connect
+    from qlcore.store.runs import save_parity
+
+    report = paper_parity(strategy, params, frames, config=config)
+    record_id = save_parity(connect(db), report.to_dict(), user) if store else None
+    if as_json:
+        typer.echo(report.to_json())
+    else:
+        typer.secho(report.summary(), fg=typer.colors.GREEN if report.ok else typer.colors.RED)
         if record_id is not None:
             typer.echo(f"\nrecorded as parity check {record_id} (research page)")
     if not report.ok:

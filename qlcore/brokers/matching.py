@@ -2,7 +2,10 @@
 
 Conventions (the same as backtrader's defaults, so results compare one to one):
 
-* An order sent while bar *t* is processed first meets bar *t+1* of its symbol.
+* An order sent while bar *t* is processed first meets bar *t+1* of its symbol: never a bar whose
+  time is not after the order's creation (`too_early`). That holds across symbols too: an order for
+  B sent from A's bar at time t does not meet B's bar at t, even when B's bar comes after A's in the
+  step (its open is not a price anyone could trade at when the order was made).
 * MARKET fills at that bar's open.
 * LIMIT buy at L: the open if open <= L (the market gapped through the limit: the better price),
   else L if low <= L. A sell mirrors it with high.
@@ -50,7 +53,9 @@ class FillModel:
 class WorkingOrder:
     """What matching needs to know about an order resting at a venue."""
 
-    __slots__ = ("buy", "day", "fills", "leaves", "limit", "order_id", "stop", "tif", "triggered", "type")
+    __slots__ = (
+        "buy", "created", "day", "fills", "leaves", "limit", "order_id", "stop", "tif", "triggered", "type",
+    )
 
     def __init__(
         self,
@@ -61,8 +66,10 @@ class WorkingOrder:
         price: Decimal | None,
         trigger_price: Decimal | None,
         time_in_force: TimeInForce,
+        created: int,
     ) -> None:
         self.order_id = order_id
+        self.created = created  # the order's creation time (ns): it meets only later bars
         self.buy = side is OrderSide.BUY
         self.type = order_type
         self.leaves = leaves
@@ -99,6 +106,11 @@ class Pricing:
         if not w.fills and fee < self._min_fee:
             fee = self._min_fee
         return price, fee
+
+
+def too_early(w: WorkingOrder, bar: Bar) -> bool:
+    """True when `bar` is not after the order's creation: the order does not meet it at all."""
+    return bar.ts <= w.created
 
 
 def expired_before(w: WorkingOrder, bar: Bar) -> bool:

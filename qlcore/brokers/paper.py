@@ -39,6 +39,7 @@ from qlcore.brokers.matching import (
     expired_before,
     match,
     one_bar_only,
+    too_early,
 )
 from qlcore.brokers.paper_ledger import ORDER_COLUMNS, SCHEMA_VERSION, PaperLedger
 from qlcore.execution.contract import AmbiguousOutcome, VenueOrderStatus, VenueStatus
@@ -122,7 +123,6 @@ class _VenueOrder(WorkingOrder):
         "seq",
         "side",
         "status",
-        "submitted_ts",
         "symbol",
         "trigger_price",
         "venue_order_id",
@@ -138,8 +138,9 @@ class _VenueOrder(WorkingOrder):
         price: Decimal | None,
         trigger_price: Decimal | None,
         time_in_force: TimeInForce,
+        created: int,
     ) -> None:
-        super().__init__(order_id, side, order_type, quantity, price, trigger_price, time_in_force)
+        super().__init__(order_id, side, order_type, quantity, price, trigger_price, time_in_force, created)
         self.symbol = symbol
         self.side = side
         self.quantity = quantity
@@ -147,7 +148,6 @@ class _VenueOrder(WorkingOrder):
         self.trigger_price = trigger_price
         self.seq = 0
         self.venue_order_id = ""
-        self.submitted_ts = 0
         self.ack_ts = 0
         self.acknowledged = False
         self.status = _IN_TRANSIT
@@ -167,7 +167,7 @@ class _VenueOrder(WorkingOrder):
             None if self.price is None else str(self.price),
             None if self.trigger_price is None else str(self.trigger_price),
             self.tif.value,
-            self.submitted_ts,
+            self.created,  # the ledger's submitted_ts
             self.ack_ts,
             int(self.acknowledged),
             self.status,
@@ -192,9 +192,10 @@ class _VenueOrder(WorkingOrder):
             None if price is None else Decimal(price),
             None if trigger is None else Decimal(trigger),
             TimeInForce(tif),
+            submitted_ts,
         )
         rec.seq, rec.venue_order_id = seq, venue_order_id
-        rec.submitted_ts, rec.ack_ts, rec.acknowledged = submitted_ts, ack_ts, bool(acknowledged)
+        rec.ack_ts, rec.acknowledged = ack_ts, bool(acknowledged)
         rec.status, rec.reason = status, reason
         rec.filled, rec.fees, rec.fills = Decimal(filled), Decimal(fees), fills
         rec.leaves = rec.quantity - rec.filled
@@ -224,7 +225,8 @@ class PaperVenue:
     instruments: lot sizes per symbol for the volume limit.
     fill_on_arrival: a marketable order trades when it arrives, at the last bar's close (as a paper
         account of a broker fills against the current quote), instead of at the next bar's open
-        (the backtest convention, the default). The volume limit is that of the last bar.
+        (the backtest convention, the default). The volume limit is that of the last bar. The
+        price is one known when the order was made; it is the only fill not on a later bar.
     """
 
     def __init__(
@@ -327,11 +329,13 @@ class PaperVenue:
             order.price,
             order.trigger_price,
             order.time_in_force,
+            # it meets only bars after this: neither one before the order was made, nor one the
+            # venue has already seen
+            max(order.ts_init, self.clock),
         )
         self._order_seq += 1
         rec.seq = self._order_seq
         rec.venue_order_id = f"{self.venue}-{self._order_seq}"
-        rec.submitted_ts = self.clock
         rec.ack_ts = self.clock + self.latency_ns
         self._orders[coid] = rec
         self._dirty[coid] = rec
@@ -365,10 +369,12 @@ class PaperVenue:
             return
         self._match(bar, working)
 
-    def _match(self, bar: Bar, working: list[_VenueOrder]) -> None:
+    def _match(self, bar: Bar, working: list[_VenueOrder], *, on_arrival: bool = False) -> None:
         available = self._capacity(bar)
         finished = False
         for rec in working:
+            if not on_arrival and too_early(rec, bar):
+                continue
             first = rec.day is None
             if expired_before(rec, bar):
                 finished = True
@@ -570,7 +576,7 @@ class PaperVenue:
             # within the share of the last bar's volume; the rest works on the next bars
             quote = Bar(rec.symbol, self.clock, last.close, last.close, last.close, last.close, last.volume)
             mine = [rec]
-            self._match(quote, mine)
+            self._match(quote, mine, on_arrival=True)
             if not mine:
                 working.remove(rec)
 

@@ -14,6 +14,7 @@ from qlcore.brokers.matching import (
     expired_before,
     match,
     one_bar_only,
+    too_early,
 )
 from qlcore.model.market import Bar
 from qlcore.model.orders import Order
@@ -54,6 +55,7 @@ class SimulatedBroker:
             order.price,
             order.trigger_price,
             order.time_in_force,
+            order.ts_init,
         )
         self._working.setdefault(order.symbol, []).append(w)
         self._by_id[order.order_id] = (order.symbol, w)
@@ -77,6 +79,8 @@ class SimulatedBroker:
         assert reports is not None
         done: list[WorkingOrder] = []
         for w in list(working):
+            if too_early(w, bar):
+                continue
             if expired_before(w, bar):
                 done.append(w)
                 reports.on_expired(w.order_id)

@@ -121,9 +121,13 @@ def engine_cmd(
     latency_ms: Annotated[float, typer.Option(help="venue latency in ms (market time)")] = 0.0,
     participation: Annotated[float, typer.Option(help="share of bar volume an order may fill")] = 1.0,
     fee_bps: Annotated[str, typer.Option(help="fee in basis points of notional")] = "0",
+    min_fee: Annotated[str, typer.Option(help="minimum fee of an order")] = "0",
+    slippage_bps: Annotated[str, typer.Option(help="slippage in basis points on market and stop fills")] = "0",
     reject_symbols: Annotated[str, typer.Option(help="comma-separated symbols the venue rejects (testing)")] = "",
-    next_bar_fills: Annotated[
-        bool, typer.Option("--next-bar-fills", help="fill at the next bar's open (backtest convention), not on arrival")
+    fill_on_arrival: Annotated[
+        bool,
+        typer.Option("--fill-on-arrival/--next-bar-fills",
+                     help="fill on arrival at the last close, or at the next bar's open (the backtest's convention)"),
     ] = False,
     demo: Annotated[bool, typer.Option(help="deploy the demo strategies into a new engine")] = False,
     exit_when_done: Annotated[bool, typer.Option(help="stop when the feed is exhausted")] = False,
@@ -155,8 +159,10 @@ def engine_cmd(
             latency_ms=latency_ms,
             participation=participation,
             fee_bps=Decimal(fee_bps),
+            min_fee=Decimal(min_fee),
+            slippage_bps=Decimal(slippage_bps),
             reject_symbols=frozenset(s.strip().upper() for s in reject_symbols.split(",") if s.strip()),
-            fill_on_arrival=not next_bar_fills,
+            fill_on_arrival=fill_on_arrival,
             demo=demo,
             exit_when_done=exit_when_done,
             seed=seed,
@@ -217,6 +223,11 @@ def status_cmd(engine_id: EngineId = "engine", as_json: AsJson = False, db: Db =
     typer.echo(f"  strategies  {len(strategies)} " + " ".join(f"{k.lower()}={v}" for k, v in sorted(states.items())))
     open_orders = sum(1 for o in snap.get("orders", []) if o["status"] in _OPEN)
     typer.echo(f"  orders      {open_orders} open   venue working {snap.get('broker', {}).get('working_orders', 0)}")
+    fills = snap.get("broker", {}).get("fills")
+    if fills:
+        differs = fills["differs_from_backtest"]
+        typer.echo(f"  fills       {fills['convention']}, fee {fills['fee_bps']} bps, slippage {fills['slippage_bps']} bps"
+                   + ("; differs from the backtest: " + "; ".join(differs) if differs else " (as the backtest)"))
     typer.echo(f"  commands    {snap.get('commands', {}).get('processed', 0)} processed")
     if snap.get("reconciliation"):
         typer.echo(f"  recovery    {snap['reconciliation']['summary']}")

@@ -48,6 +48,7 @@ from qlcore.data.conditions import RegimeConfig, VolatilityMonitor
 from qlcore.data.feed import Feed, ReplayFeed, SyntheticIntradayFeed
 from qlcore.data.quality import IngestionGate, QualityConfig
 from qlcore.engine.clock import BacktestClock
+from qlcore.engine.fill_terms import FillTerms
 from qlcore.engine.kernel import Kernel
 from qlcore.engine.snapshot import marked_equity
 from qlcore.engine.status import (
@@ -121,9 +122,10 @@ class EngineConfig:
     latency_ms: float = 0.0
     participation: float = 1.0
     fee_bps: Decimal = Decimal(0)
+    min_fee: Decimal = Decimal(0)
     slippage_bps: Decimal = Decimal(0)
     reject_symbols: frozenset[str] = frozenset()
-    fill_on_arrival: bool = True  # paper fills at the last price on arrival; False: at the next bar's open
+    fill_on_arrival: bool = False  # False: the next bar's open, as the backtest; True: the last close on arrival
     poll_interval_s: float = 0.005  # idle sleep of the loop
     command_poll_s: float = 0.01  # how often the command table is read (a command waits at most this)
     heartbeat_s: float = 0.5
@@ -145,6 +147,11 @@ class EngineConfig:
             raise ValueError(f"max_feed_steps_per_turn must be >= 1, got {self.max_feed_steps_per_turn}")
         if self.max_commands_per_turn < 1:
             raise ValueError(f"max_commands_per_turn must be >= 1, got {self.max_commands_per_turn}")
+
+    @property
+    def fill_terms(self) -> FillTerms:
+        return FillTerms(self.fill_on_arrival, to_decimal(self.fee_bps), to_decimal(self.min_fee),
+                         to_decimal(self.slippage_bps), self.latency_ms, self.participation)
 
     @property
     def resolved_url(self) -> str:
@@ -190,7 +197,7 @@ class EngineService:
         self.clock = BacktestClock(0)
         self.venue = PaperVenue(
             config.resolved_venue_path,
-            fill_model=FillModel(config.fee_bps, Decimal(0), config.slippage_bps),
+            fill_model=FillModel(config.fee_bps, config.min_fee, config.slippage_bps),
             latency_ms=config.latency_ms,
             participation=config.participation,
             reject_symbols=frozenset(config.reject_symbols),
@@ -263,6 +270,7 @@ class EngineService:
         self._uncompleted: list[tuple[Command, tuple[bool, str]]] = []  # handled, not yet completed in the table
         self._unhandled: list[int] = []  # claimed when a store fault stopped the turn: given back at recovery
         self.kernel.fill_listeners.append(self._on_fill)
+        self.bar_listeners: list[Callable[[Bar], None]] = []  # every bar past the gate (parity checks)
         from qlcore.engine.handlers import CommandHandlers
 
         self.handlers = CommandHandlers(self)
@@ -305,7 +313,8 @@ class EngineService:
         self.risk.event_listeners.append(self.writer.append)
         self.audit.attach(self.kernel)
         self.audit.watch(self.risk)
-        self.kernel.emit(EngineStarted(self.clock.now, self.config.engine_id, "paper", os.getpid(), rebuilt.describe()))
+        details = json.dumps({**json.loads(rebuilt.describe()), "fills": self.config.fill_terms.to_dict()}, sort_keys=True)
+        self.kernel.emit(EngineStarted(self.clock.now, self.config.engine_id, "paper", os.getpid(), details))
         if fresh:
             self.kernel.emit(AccountFunded(self.clock.now, "main", self.config.initial_cash))
         self.reconciliation = reconcile(self)
@@ -684,7 +693,14 @@ class EngineService:
         if bar.ts > self.clock.now:
             self.clock.now = bar.ts
         self.counters.bars += 1
+        for listener in self.bar_listeners:
+            listener(bar)
         self.client.on_bar(bar)  # the venue matches working orders first (fills at this bar's prices)
+        if self.venue.pending_reports:
+            # the strategies see this bar's fills before the bar, as in the backtest: the orders
+            # made so far are committed first (write-ahead), then the venue commits and reports
+            self.writer.flush()
+            self.venue.flush()
         self.risk.on_bar(bar)
         self.conditions.on_bar(bar)
         self.manager.on_bar(bar)

@@ -164,7 +164,8 @@ def build_snapshot(engine: EngineService) -> dict[str, Any]:
             "exhausted": bool(engine.feed is not None and engine.feed.exhausted),
             "behind_s": round(engine.feed_behind_s(), 3),
         },
-        "broker": {"venue": engine.venue.venue, "connected": True, "working_orders": engine.venue.working_count},
+        "broker": {"venue": engine.venue.venue, "connected": True, "working_orders": engine.venue.working_count,
+                   "fills": engine.config.fill_terms.to_dict()},
         "commands": {"last_id": counters.last_command_id, "processed": counters.commands},
         "reconciliation": None if rec is None else {"passed": rec.passed, "summary": rec.summary()},
         "store": {

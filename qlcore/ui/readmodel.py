@@ -198,9 +198,13 @@ class ReadModel:
             rep = p.report
             params = ", ".join(f"{k}={v}" for k, v in rep.get("params", {}).items())
             first = (rep.get("first_difference") or {}).get("text")
-            detail = (f"trades engine {rep.get('trades_engine')}, vectorbt {rep.get('trades_vectorbt')}, "
-                      f"differing {rep.get('differing_trades')}" + (f"; first: {first}" if first else ""))
-            out.append({"source": "qlcore parity", "by": p.user, "created_at": p.created_at, "verdict": p.verdict,
+            paper = rep.get("kind") == "paper"  # `qlcore parity --paper`: the paper engine against the backtest
+            sides = (("backtest", "trades_backtest"), ("paper", "trades_paper")) if paper else (
+                ("engine", "trades_engine"), ("vectorbt", "trades_vectorbt"))
+            detail = (", ".join(f"{name} {rep.get(key)}" for name, key in sides)
+                      + f", differing {rep.get('differing_trades')}" + (f"; first: {first}" if first else ""))
+            detail = "trades " + detail
+            out.append({"source": "qlcore parity --paper" if paper else "qlcore parity", "by": p.user, "created_at": p.created_at, "verdict": p.verdict,
                         "subject": f"{p.strategy}({params}) on {', '.join(p.symbols)}, fee {rep.get('fee_bps', 0):g} bps",
                         "detail": detail})
         out.sort(key=lambda v: v["created_at"], reverse=True)

@@ -159,8 +159,13 @@ def _wait(check: Callable[[], bool], what: str, desk: Desk, timeout: float = 60.
     raise TimeoutError(f"{what} not ready after {timeout:g} s:\n{desk.log('engine')}\n{desk.log('serve')}")
 
 
-def start_desk(data_dir: Path, *, engine_args: tuple[str, ...] = ("--demo", "--speed", "20")) -> Desk:
-    """Users from the CLI, the demo paper engine, then `qlcore serve` on a free port."""
+def start_desk(
+    data_dir: Path, *, engine_args: tuple[str, ...] = ("--demo", "--speed", "20", "--fill-on-arrival")
+) -> Desk:
+    """Users from the CLI, the demo paper engine, then `qlcore serve` on a free port.
+
+    The engine fills on arrival: a market order from a test fills at once, even after the replay
+    (160 s at 20 days a second) has run out and no next bar will come."""
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "QLCORE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
     env.pop("QLCORE_DB_URL", None)

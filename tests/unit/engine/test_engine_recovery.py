@@ -185,10 +185,14 @@ def test_state_strategies_and_limits_survive_a_restart(sqlite_url, tmp_path):
 
 
 def test_a_strategy_redeployed_after_a_restart_goes_on_from_its_position_not_from_flat(sqlite_url, tmp_path):
+    # after the replay's first bar (2000-01-03), which the first turn takes: an order fills on a
+    # later bar than the one it was made on, and the engine's clock is that first bar's time
+    base = 1_000_000_000 * NS
+
     def feed(engine: EngineService, prices: list[float], start: int) -> list[Decimal]:
         held = []
         for i, px in enumerate(prices):
-            engine.on_bar(_bar("AAPL", (start + i) * NS, px))
+            engine.on_bar(_bar("AAPL", base + (start + i) * NS, px))
             engine.step()
             held.append(engine.kernel.state.position("a", "AAPL"))
         return held
