@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from qlcore.ops.auditing import audit
 from qlcore.ops.controls import paused_jobs
 from qlcore.ops.lease import Lease
-from qlcore.ops.runs import JobRun, RunRefused, close_abandoned, execute_run
+from qlcore.ops.runs import JobRun, RunRefused, execute_run, settle_runs
 from qlcore.ops.schedules import ScheduleRecord, read_schedule, validate_cron
 from qlcore.ops.submissions import DEFAULT_SCHEDULES_DIR
 from qlcore.store.db import connect, project_data_dir, resolve_url
@@ -167,6 +167,7 @@ class JobScheduler:
         self.misfires: list[tuple[str, datetime]] = []  # (job id, when it was due): firings later than the grace
         self.fired: list[tuple[str, datetime, float]] = []  # (job id, when it was due, seconds late)
         self._versions: dict[str, int] = {}
+        self._live_seen: list[str] = []
         self._in_flight = 0
         self._idle = threading.Condition()
         self._stop_requested = threading.Event()
@@ -189,9 +190,7 @@ class JobScheduler:
         except BaseException:
             restore()
             raise
-        abandoned = close_abandoned(db=self.engine)
-        if abandoned:
-            audit(self.engine, "scheduler", "scheduler.abandoned_runs", "scheduler", {"run_ids": abandoned})
+        self.settle()
         audit(self.engine, "scheduler", "scheduler.started", "scheduler",
               {"pid": self.lease.pid, "host": self.lease.host, "schedules": str(self.config.schedules_dir)})
         try:
@@ -296,6 +295,15 @@ class JobScheduler:
         )
         self._versions[record.job_id] = record.version
 
+    def settle(self) -> list[str]:
+        """Store the truth about runs left ``running`` (by a scheduler killed before us, or a run-now that
+        died); the ids of those still in progress, which their jobs wait for (`qlcore.ops.runs.settle_runs`)."""
+        live = [run.run_id for run in settle_runs(db=self.engine)]
+        if live and live != self._live_seen:
+            audit(self.engine, "scheduler", "scheduler.runs_in_progress", "scheduler", {"run_ids": live})
+        self._live_seen = live
+        return live
+
     def jobs(self) -> list[Any]:
         """The scheduled jobs (APScheduler `Job`s: id, name, trigger, next_run_time)."""
         return list(self._scheduler.get_jobs(jobstore="default"))
@@ -321,6 +329,8 @@ class JobScheduler:
                 self._scheduler.add_job(self._heartbeat, "interval", seconds=self.config.heartbeat_s,
                                         id="heartbeat", jobstore=_INTERNAL, replace_existing=True)
                 self._scheduler.add_job(self.sync, "interval", seconds=self.config.resync_s, id="resync",
+                                        jobstore=_INTERNAL, replace_existing=True)
+                self._scheduler.add_job(self.settle, "interval", seconds=self.config.resync_s, id="settle",
                                         jobstore=_INTERNAL, replace_existing=True)
                 loaded = {job.id for job in self.jobs()}
                 for job_id in self.config.run_at_start:
