@@ -40,7 +40,7 @@ from qlcore.ops.demo import DEMO_JOB, ensure_demo_job
 from qlcore.ops.lease import Lease, SchedulerAlreadyRunning
 from qlcore.ops.notebooks import NoParametersCellError, ParameterError, notebook_hash
 from qlcore.ops.runner import OUTCOME
-from qlcore.ops.runs import job_alerts, list_runs
+from qlcore.ops.runs import job_alerts, list_runs, settle_runs
 from qlcore.ops.scheduler import JOB_REF, JobScheduler, SchedulerConfig, TradingDaysCronTrigger
 from qlcore.ops.schedules import InvalidCronError, ScheduleRecord, read_schedule, write_schedule
 from qlcore.ops.submissions import approve, list_submissions, submit
@@ -325,6 +325,32 @@ def test_runs_left_running_are_settled_at_the_next_start_from_their_process_and_
     assert runs["run-unrecorded"].status == "failed" and runs["run-unrecorded"].error.startswith("abandoned")
     assert runs["run-live"].status == "running"
     assert not finished.exists() and not killed.exists()  # a settled run's folder goes with its process row
+
+
+def test_a_runner_that_outlived_its_starter_is_stopped_and_then_settled(tmp_path):
+    """Where PR_SET_PDEATHSIG could not reach a runner (an OS other than Linux), the next look stops
+    it; the look after records that it ended without an outcome."""
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    try:
+        with connect(url).begin() as conn:
+            conn.execute(insert(job_runs).values(
+                run_id="run-orphan", job_id="job", attempt=1, trigger="schedule", status="running",
+                started_at="2026-11-25T10:00:00.000+00:00", approved_hash="a", code_hash="a", params="{}"))
+            conn.execute(insert(job_run_processes).values(
+                run_id="run-orphan", host=HOST, pid=orphan.pid, pid_start=process_start(orphan.pid), parent_pid=dead,
+                parent_start=None, workdir=str(tmp_path / "orphan")))
+        assert [r.run_id for r in settle_runs(db=url)] == ["run-orphan"]  # still alive: in progress, signalled
+        assert orphan.wait(60) == -signal.SIGTERM
+        assert settle_runs(db=url) == []
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait()
+    run = list_runs(db=url)[0]
+    assert run.status == "failed" and run.error.startswith("the run's process ended without an outcome")
 
 
 # --- triggers, pause -----------------------------------------------------------------------------------
