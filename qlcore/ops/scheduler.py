@@ -167,7 +167,6 @@ class JobScheduler:
         self.misfires: list[tuple[str, datetime]] = []  # (job id, when it was due): firings later than the grace
         self.fired: list[tuple[str, datetime, float]] = []  # (job id, when it was due, seconds late)
         self._versions: dict[str, int] = {}
-        self._live_seen: list[str] = []
         self._in_flight = 0
         self._idle = threading.Condition()
         self._stop_requested = threading.Event()
@@ -190,9 +189,10 @@ class JobScheduler:
         except BaseException:
             restore()
             raise
-        self.settle()
+        in_progress = self.settle()  # runs a killed scheduler or a run-now left running that still live
         audit(self.engine, "scheduler", "scheduler.started", "scheduler",
-              {"pid": self.lease.pid, "host": self.lease.host, "schedules": str(self.config.schedules_dir)})
+              {"pid": self.lease.pid, "host": self.lease.host, "schedules": str(self.config.schedules_dir),
+               "runs_in_progress": in_progress})
         try:
             self._scheduler.start()
             if self.start_error is not None:
@@ -298,11 +298,7 @@ class JobScheduler:
     def settle(self) -> list[str]:
         """Store the truth about runs left ``running`` (by a scheduler killed before us, or a run-now that
         died); the ids of those still in progress, which their jobs wait for (`qlcore.ops.runs.settle_runs`)."""
-        live = [run.run_id for run in settle_runs(db=self.engine)]
-        if live and live != self._live_seen:
-            audit(self.engine, "scheduler", "scheduler.runs_in_progress", "scheduler", {"run_ids": live})
-        self._live_seen = live
-        return live
+        return [run.run_id for run in settle_runs(db=self.engine)]
 
     def jobs(self) -> list[Any]:
         """The scheduled jobs (APScheduler `Job`s: id, name, trigger, next_run_time)."""

@@ -147,6 +147,8 @@ def test_a_scheduler_started_while_a_run_lives_does_not_fire_that_job_beside_it(
         skipped = wait_until(lambda: [e for e in audit.entries(subject=f"job/{JOB}") if e.action == "job.run_skipped"],
                              "the scheduler's firing is skipped")
         assert json.loads(skipped[0].details) == {"reason": "in progress", "run_id": run_id}
+        (started,) = [e for e in audit.entries(subject="scheduler") if e.action == "scheduler.started"]
+        assert json.loads(started.details)["runs_in_progress"] == [run_id]  # seen as live at start
         assert pid_alive(runner) and len(list_runs(JOB, db=procs.url)) == 1
 
         cli.send_signal(signal.SIGKILL)  # the run's starter dies: the run goes with it
