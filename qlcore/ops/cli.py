@@ -47,7 +47,7 @@ def submit_cmd(
     notebook: Annotated[Path, typer.Argument(help="the notebook to submit (needs a cell tagged 'parameters')")],
     author: Annotated[str, typer.Option("--author", help="who submits it")],
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="parameter NAME=VALUE (repeatable)")] = None,
-    timeout: Annotated[int, typer.Option(help="seconds a cell may run before the run is stopped")] = 600,
+    timeout: Annotated[int, typer.Option(help="seconds the run may take before it is stopped")] = 600,
     db: Db = None,
 ) -> None:
     """Run a notebook with papermill and record it for review; exit 1 if the notebook fails."""

@@ -45,25 +45,28 @@ def scheduler_cmd(
     workers: Annotated[int, typer.Option(help="runs at the same time")] = 4,
     demo: Annotated[bool, typer.Option("--demo", help="approve the template job notebook as a demo job (records "
                                                       "under data/demo/schedules/) and run it at once")] = False,
+    run_at_start: Annotated[list[str] | None, typer.Option(
+        "--run-at-start", help="fire this job once as soon as its schedule is loaded (repeatable); "
+                               "skipped while a run of it is still in progress")] = None,
 ) -> None:
     """Run the approved jobs of schedules/ on their crons, in the foreground (Ctrl-C or SIGTERM stops it)."""
     from qlcore.cli import UserError
     from qlcore.ops.lease import SchedulerAlreadyRunning
     from qlcore.ops.scheduler import JobScheduler, SchedulerConfig
 
-    run_at_start: tuple[str, ...] = ()
+    at_start = tuple(run_at_start or ())
     if demo:
         from qlcore.ops.demo import DEMO_JOB, demo_schedules_dir, ensure_demo_job
 
         schedules_dir = schedules_dir or demo_schedules_dir(data_dir)
         record = ensure_demo_job(db=db, schedules_dir=schedules_dir, data_dir=data_dir)
-        run_at_start = (DEMO_JOB,)
+        at_start += (DEMO_JOB,)
         typer.echo(f"demo job {record.job_id} v{record.version}: {record.notebook}, cron '{record.cron}', "
                    f"see `qlcore jobs list --schedules-dir {schedules_dir}`")
     try:
         sched = JobScheduler(SchedulerConfig(db=db, schedules_dir=_schedules(schedules_dir), data_dir=data_dir,
                                              misfire_grace_s=misfire_grace, workers=workers,
-                                             run_at_start=run_at_start))
+                                             run_at_start=at_start))
     except ValueError as exc:
         raise UserError(str(exc)) from None
     typer.echo(f"scheduler: jobs from {sched.config.schedules_dir}, store {sched.engine.url.render_as_string()}")

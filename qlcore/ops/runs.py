@@ -1,10 +1,14 @@
-"""One scheduled run of an approved notebook: the gate, papermill in a subprocess, the run record.
+"""One scheduled run of an approved notebook: the gate, papermill in a child process, the run record.
 
 `execute_run` reads top to bottom like papermill's ``execute_notebook``: read the job's record,
 pass the gate (a refusal is stored as a run with both hashes, and audited), write the ``running``
 row, run the notebook in a child process that is killed at the job's timeout, keep the output
 notebook read-only under ``data/runs/<job>/``, then store the outcome. A failed or timed-out
 attempt is retried as the record says. Refused, failed and timed-out runs are the job alerts.
+
+A run's process dies with whoever started it (`qlcore.ops.runner`); `settle_runs` is how the next
+scheduler stores the truth about runs a killed one left ``running``, and how a job is kept from
+running beside a run of itself that still lives.
 
 Secrets reach a job through the environment only: the child inherits it, parameters that look
 like secrets are refused, and the values of secret-named variables are blanked out of the output
@@ -14,10 +18,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -25,11 +27,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 
 from qlcore.ops.auditing import audit
 from qlcore.ops.controls import is_paused
 from qlcore.ops.notebooks import SECRET_NAME, ParameterError, check_not_secret, notebook_hash
+from qlcore.ops.runner import (
+    FAILED,
+    SUCCEEDED,
+    TIMEOUT,
+    NotebookRun,
+    Outcome,
+    read_outcome,
+    run_notebook,
+)
 from qlcore.ops.schedules import (
     GateRefused,
     ScheduleRecord,
@@ -38,12 +49,14 @@ from qlcore.ops.schedules import (
     schedule_path,
 )
 from qlcore.store.db import connect, project_data_dir
-from qlcore.store.tables import job_runs
+from qlcore.store.liveness import HOST, process_start, same_process_alive
+from qlcore.store.tables import job_run_processes, job_runs
 
-RUNNING, SUCCEEDED, FAILED, TIMEOUT, REFUSED = "running", "succeeded", "failed", "timeout", "refused"
+RUNNING, REFUSED = "running", "refused"
 ALERT_STATUSES = (FAILED, TIMEOUT, REFUSED)
 REDACTED = "***"
-_KILL_GRACE_S = 5.0  # after the timeout: the child gets SIGTERM, then SIGKILL this much later
+WORK_DIR = ".work"  # data/runs/.work/<run id>/: a run's spec, stderr and outcome while it is in progress
+_UNRECORDED_S = 60.0  # a run row gets its process row within this (only starting the child lies between)
 
 
 class RunRefused(Exception):
@@ -102,8 +115,9 @@ def execute_run(
         audit(engine, actor, "job.run_skipped", subject, {"reason": "paused"})
         raise RunRefused(f"job {job_id} is paused (`qlcore jobs resume {job_id}`)")
     record = read_schedule(file)
-    running = [r for r in list_runs(job_id, limit=5, db=engine) if r.status == RUNNING]
-    if running and _age_s(running[0]) < record.timeout_s + 60:
+    running = settle_runs(db=engine, job_id=job_id, actor=actor)
+    if running:
+        audit(engine, actor, "job.run_skipped", subject, {"reason": "in progress", "run_id": running[0].run_id})
         raise RunRefused(f"job {job_id} has a run in progress ({running[0].run_id}, started {running[0].started_at})")
 
     params = {**record.params, "job_id": job_id, "code_hash": record.approved_hash, "mode": record.mode}
@@ -138,28 +152,63 @@ def _attempt(engine: Engine, record: ScheduleRecord, attempt: int, trigger: str,
     audit(engine, actor, "job.run_started", f"job/{record.job_id}",
           {"run_id": run_id, "attempt": attempt, "trigger": trigger, "code_hash": code_hash})
 
+    workdir = Path(data_dir) / "runs" / WORK_DIR / run_id
+    env = dict(os.environ)
+    # the job's commands go to the store this run is recorded in (a URL the child reads from its environment)
+    env["QLCORE_DB_URL"] = engine.url.render_as_string(hide_password=False)
+    nb = record.notebook_path
     try:
-        status, error = _papermill(record, output, params, engine)
+        outcome = run_notebook(NotebookRun(nb, output, params, nb.parent, record.timeout_s), workdir, env=env,
+                               on_start=lambda pid: _record_process(engine, run_id, pid, workdir))
     except OSError as exc:  # the child could not be started: stored as a failed run, not left "running"
-        status, error = FAILED, f"could not start the run's process: {exc}"
-    failing_cell, cell_error = _failure(output, timed_out=status == TIMEOUT)
+        outcome = Outcome(FAILED, f"could not start the run's process: {exc}")
+    return finish_run(engine, run_id, outcome, actor)
+
+
+def _record_process(engine: Engine, run_id: str, pid: int, workdir: Path) -> None:
+    me = os.getpid()
+    with engine.begin() as conn:
+        conn.execute(insert(job_run_processes).values(
+            run_id=run_id, host=HOST, pid=pid, pid_start=process_start(pid), parent_pid=me,
+            parent_start=process_start(me), workdir=str(workdir)))
+
+
+def finish_run(engine: Engine, run_id: str, outcome: Outcome, actor: str) -> JobRun:
+    """Store how a ``running`` run ended (once: a run already finished is returned as it is).
+
+    The output notebook names the failing cell (or the one running when the run was stopped), is
+    scrubbed of secrets and made read-only; the run's process row and folder go."""
+    run = get_run(run_id, db=engine)
+    output = Path(run.output_path) if run.output_path else None
+    status, error = outcome.status, outcome.error
+    failing_cell, cell_error = _failure(output, interrupted=status != SUCCEEDED)
     if status == FAILED and cell_error:
         error = cell_error
     secrets = secret_values()
-    if output.is_file():
+    kept = output is not None and output.is_file()
+    if kept:
+        assert output is not None
         _scrub_file(output, secrets)
         output.chmod(0o444)  # the archive of what ran: never edited afterwards
     finished = _now()
     values = {
         "status": status, "finished_at": _iso(finished),
-        "duration_ms": int((finished - started).total_seconds() * 1000), "failing_cell": failing_cell,
-        "error": scrub(error, secrets) if error else None, "output_path": str(output) if output.is_file() else None,
+        "duration_ms": int((finished - datetime.fromisoformat(run.started_at)).total_seconds() * 1000),
+        "failing_cell": failing_cell, "error": scrub(error, secrets) if error else None,
+        "output_path": str(output) if kept else None,
     }
     with engine.begin() as conn:
-        conn.execute(update(job_runs).where(job_runs.c.run_id == run_id).values(**values))
-    audit(engine, actor, f"job.run_{status}", f"job/{record.job_id}",
-          {"run_id": run_id, "attempt": attempt, "failing_cell": failing_cell, "error": values["error"],
-           "output_path": values["output_path"]})
+        moved = conn.execute(update(job_runs).where(job_runs.c.run_id == run_id, job_runs.c.status == RUNNING)
+                             .values(**values)).rowcount
+        workdir = conn.execute(select(job_run_processes.c.workdir)
+                               .where(job_run_processes.c.run_id == run_id)).scalar_one_or_none()
+        conn.execute(delete(job_run_processes).where(job_run_processes.c.run_id == run_id))
+    if workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if moved:
+        audit(engine, actor, f"job.run_{status}", f"job/{run.job_id}",
+              {"run_id": run_id, "attempt": run.attempt, "failing_cell": failing_cell, "error": values["error"],
+               "output_path": values["output_path"]})
     return get_run(run_id, db=engine)
 
 
@@ -194,52 +243,11 @@ def _output_path(data_dir: Path, job_id: str, started: datetime, attempt: int) -
     return path
 
 
-# --- the child process ----------------------------------------------------------------------------
-def _papermill(record: ScheduleRecord, output: Path, params: dict[str, Any], engine: Engine) -> tuple[str, str | None]:
-    """Run the notebook in a child process; (status, error). The child is killed at the job's timeout."""
-    nb = record.notebook_path
-    env = dict(os.environ)
-    # the job's commands go to the store this run is recorded in (a URL the child reads from its environment)
-    env["QLCORE_DB_URL"] = engine.url.render_as_string(hide_password=False)
-    with tempfile.TemporaryDirectory(prefix="qlcore-run-") as tmp:
-        spec = Path(tmp) / "spec.json"
-        spec.write_text(json.dumps({"input": str(nb), "output": str(output), "params": params, "cwd": str(nb.parent),
-                                    "timeout_s": record.timeout_s}))
-        log = Path(tmp) / "stderr.txt"
-        with open(log, "wb") as err:
-            child = subprocess.Popen([sys.executable, "-m", "qlcore.ops.runner", str(spec)], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
-            try:
-                code = child.wait(timeout=record.timeout_s)
-            except subprocess.TimeoutExpired:
-                _kill(child)
-                return TIMEOUT, f"timeout: the run exceeded {record.timeout_s} s and was stopped"
-        if code == 0:
-            return SUCCEEDED, None
-        result = Path(tmp) / "spec.json.result"
-        if result.is_file():
-            error = json.loads(result.read_text())["error"]
-            # a cell that outlived papermill's per-cell limit (the same timeout) before the parent's clock ran out
-            return (TIMEOUT if error.startswith("CellTimeoutError") else FAILED), error
-        tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-        return FAILED, f"the run's process exited with code {code}: {' | '.join(tail)}"
-
-
-def _kill(child: subprocess.Popen[bytes]) -> None:
-    # the kernel watches its parent (the runner) and exits when it goes away
-    try:
-        os.killpg(child.pid, signal.SIGTERM)
-        child.wait(timeout=_KILL_GRACE_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
-        child.wait()
-    except ProcessLookupError:
-        child.wait()
-
-
-def _failure(output: Path, *, timed_out: bool) -> tuple[int | None, str | None]:
-    """(index of the failing cell in the submitted notebook, its error) from the output notebook."""
-    if not output.is_file():
+# --- the outcome ------------------------------------------------------------------------------------
+def _failure(output: Path | None, *, interrupted: bool) -> tuple[int | None, str | None]:
+    """(index of the failing cell in the submitted notebook, its error) from the output notebook; of a run
+    stopped from outside (timeout, its scheduler gone), the cell that was running."""
+    if output is None or not output.is_file():
         return None, None
     import nbformat
 
@@ -256,7 +264,7 @@ def _failure(output: Path, *, timed_out: bool) -> tuple[int | None, str | None]:
         if cell.get("cell_type") != "code":
             continue
         state = cell.get("metadata", {}).get("papermill", {}).get("status")
-        if timed_out and state == "running":
+        if interrupted and state == "running":
             return index, None
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
@@ -284,18 +292,50 @@ def _scrub_file(path: Path, secrets: list[str]) -> None:
         path.write_text(clean, encoding="utf-8")
 
 
-def close_abandoned(*, db: str | Engine | None = None) -> list[str]:
-    """Mark scheduled runs still ``running`` as failed: called by a scheduler that just took the lease,
-    so no scheduler is running them any more (a run-now from the CLI, trigger ``manual``, is left alone)."""
+def settle_runs(*, db: str | Engine | None = None, job_id: str | None = None, actor: str = "scheduler"
+                ) -> list[JobRun]:
+    """Look at every run recorded as ``running`` (of `job_id`, when given) and store the truth about it.
+
+    A run whose starter (the scheduler or CLI that started it: pid and start time) lives is its
+    starter's to finish. Once the starter is gone: a run whose process (pid and start time) is gone
+    too gets the outcome its process wrote, or a failure saying it ended without one (killed); one
+    whose process lives (PR_SET_PDEATHSIG could not reach it) is stopped, and records that itself. A
+    run without a process row older than `_UNRECORDED_S` never started one. Returns the runs that are
+    still in progress: nothing may start the same job beside them.
+    """
     engine = db if isinstance(db, Engine) else connect(db)
     c = job_runs.c
-    with engine.begin() as conn:
-        ids = list(conn.execute(select(c.run_id).where(c.status == RUNNING, c.trigger == "schedule")).scalars())
-        if ids:
-            conn.execute(update(job_runs).where(c.run_id.in_(ids), c.status == RUNNING).values(
-                status=FAILED, finished_at=_iso(_now()),
-                error="abandoned: the scheduler stopped while this run was in progress"))
-    return ids
+    query = select(job_runs.c.run_id).where(c.status == RUNNING)
+    if job_id is not None:
+        query = query.where(c.job_id == job_id)
+    with engine.connect() as conn:
+        ids = list(conn.execute(query).scalars())
+        procs = {row.run_id: row for row in conn.execute(
+            select(job_run_processes).where(job_run_processes.c.run_id.in_(ids)))} if ids else {}
+    live = []
+    for run_id in ids:
+        run, proc = get_run(run_id, db=engine), procs.get(run_id)
+        if proc is None:
+            if _age_s(run) < _UNRECORDED_S:
+                live.append(run)  # its starter is between writing the row and starting the process
+            else:
+                finish_run(engine, run_id, Outcome(FAILED, "abandoned: no process was ever recorded for this run "
+                                                           "(its starter stopped before starting it)"), actor)
+        elif proc.host != HOST or same_process_alive(proc.parent_pid, proc.parent_start):
+            live.append(run)  # its starter lives (here, or on another machine): it stores the outcome
+        elif same_process_alive(proc.pid, proc.pid_start):
+            _signal_group(proc.pid)  # an orphan: its runner records "stopped", settled at the next look
+            live.append(run)
+        else:
+            finish_run(engine, run_id, read_outcome(Path(proc.workdir)), actor)
+    return live
+
+
+def _signal_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 # --- reading runs -------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from qlcore.ops.auditing import audit
 from qlcore.ops.controls import paused_jobs
 from qlcore.ops.lease import Lease
-from qlcore.ops.runs import JobRun, RunRefused, close_abandoned, execute_run
+from qlcore.ops.runs import JobRun, RunRefused, execute_run, settle_runs
 from qlcore.ops.schedules import ScheduleRecord, read_schedule, validate_cron
 from qlcore.ops.submissions import DEFAULT_SCHEDULES_DIR
 from qlcore.store.db import connect, project_data_dir, resolve_url
@@ -189,11 +189,10 @@ class JobScheduler:
         except BaseException:
             restore()
             raise
-        abandoned = close_abandoned(db=self.engine)
-        if abandoned:
-            audit(self.engine, "scheduler", "scheduler.abandoned_runs", "scheduler", {"run_ids": abandoned})
+        in_progress = self.settle()  # runs a killed scheduler or a run-now left running that still live
         audit(self.engine, "scheduler", "scheduler.started", "scheduler",
-              {"pid": self.lease.pid, "host": self.lease.host, "schedules": str(self.config.schedules_dir)})
+              {"pid": self.lease.pid, "host": self.lease.host, "schedules": str(self.config.schedules_dir),
+               "runs_in_progress": in_progress})
         try:
             self._scheduler.start()
             if self.start_error is not None:
@@ -296,6 +295,11 @@ class JobScheduler:
         )
         self._versions[record.job_id] = record.version
 
+    def settle(self) -> list[str]:
+        """Store the truth about runs left ``running`` (by a scheduler killed before us, or a run-now that
+        died); the ids of those still in progress, which their jobs wait for (`qlcore.ops.runs.settle_runs`)."""
+        return [run.run_id for run in settle_runs(db=self.engine)]
+
     def jobs(self) -> list[Any]:
         """The scheduled jobs (APScheduler `Job`s: id, name, trigger, next_run_time)."""
         return list(self._scheduler.get_jobs(jobstore="default"))
@@ -321,6 +325,8 @@ class JobScheduler:
                 self._scheduler.add_job(self._heartbeat, "interval", seconds=self.config.heartbeat_s,
                                         id="heartbeat", jobstore=_INTERNAL, replace_existing=True)
                 self._scheduler.add_job(self.sync, "interval", seconds=self.config.resync_s, id="resync",
+                                        jobstore=_INTERNAL, replace_existing=True)
+                self._scheduler.add_job(self.settle, "interval", seconds=self.config.resync_s, id="settle",
                                         jobstore=_INTERNAL, replace_existing=True)
                 loaded = {job.id for job in self.jobs()}
                 for job_id in self.config.run_at_start:

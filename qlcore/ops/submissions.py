@@ -2,7 +2,8 @@
 
 `submit` reads straight through like papermill's ``execute_notebook``: check the parameters, hash
 the code, write the record, run the notebook, then store the outcome (the output notebook is kept
-whether it ran or raised). `approve` turns one succeeded submission into a schedule record.
+whether it ran or raised). The notebook runs in the child process every scheduled run uses
+(`qlcore.ops.runner`), killed at the timeout: what the reviewer approves ran the way it will run. `approve` turns one succeeded submission into a schedule record.
 
 Submission status moves only along `TRANSITIONS`.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from sqlalchemy import Engine, insert, select, update
 from qlcore.audit.log import AuditLog
 from qlcore.ops.notebooks import inspect_notebook, notebook_hash, validate_params
 from qlcore.ops.outputs import check_outputs
+from qlcore.ops.runner import SUCCEEDED, NotebookRun, run_notebook
 from qlcore.ops.schedules import (
     TIMEZONE,
     ScheduleRecord,
@@ -151,19 +154,18 @@ def submit(
 
 
 def _execute(nb_path: Path, output: Path, params: dict[str, Any], timeout_s: int, start_timeout_s: int) -> str | None:
-    import papermill as pm
-
+    """Run the notebook with the runner every job uses (a child process killed at `timeout_s`); its error."""
+    workdir = output.parent / f".{output.stem}-run"
     try:
-        pm.execute_notebook(
-            str(nb_path), str(output), parameters=params, kernel_name="python3", language="python", cwd=str(nb_path.parent),
-            execution_timeout=timeout_s, start_timeout=start_timeout_s, progress_bar=False, log_output=False,
-        )
-    except pm.PapermillExecutionError as exc:
-        return f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
-    except Exception as exc:  # a timeout, a dead kernel: the submission records it as failed
-        kind = "timeout" if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__ else type(exc).__name__
-        return f"{kind}: {exc}"
-    return None
+        outcome = run_notebook(NotebookRun(nb_path, output, params, nb_path.parent, timeout_s, start_timeout_s),
+                               workdir)
+    except OSError as exc:
+        return f"could not start the run's process: {exc}"
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if outcome.status == SUCCEEDED:
+        return None
+    return f"cell {outcome.cell}: {outcome.error}" if outcome.cell is not None else outcome.error
 
 
 def _nbval(nb_path: Path, output: Path, defaults: dict[str, Any], values: dict[str, Any], timeout_s: int,

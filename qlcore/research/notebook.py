@@ -109,14 +109,10 @@ def as_dict(value: Any) -> dict[str, Any]:
 
 
 def check_mode(mode: str) -> str:
-    """`mode` if this notebook can run it: "backtest" now; "paper" needs the paper run mode."""
+    """`mode` if a strategy notebook can run it: "backtest" (the backtest engine) or "paper" (the paper
+    engine on a replay of the notebook's data, `qlcore.research.paper.run_paper`)."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
-    if mode == "paper":
-        raise NotImplementedError(
-            "mode 'paper': qlcore has no paper run mode yet (wall clock, simulated fills); "
-            "run this notebook with mode='backtest'"
-        )
     return mode
 
 

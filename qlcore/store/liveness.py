@@ -35,3 +35,22 @@ def holder_alive(host: str, pid: int, heartbeat_at: int, stale_after_s: float, n
     if age_s >= stale_after_s:
         return False
     return host != HOST or pid_alive(pid)
+
+
+def process_start(pid: int) -> int | None:
+    """When process `pid` started (clock ticks after boot, /proc/PID/stat field 22); None if unknown.
+
+    With the pid it names one process: a pid reused by a later process has another start time."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(") ", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def same_process_alive(pid: int, started: int | None) -> bool:
+    """True if the process that was `pid` when it had start time `started` still runs (on this host)."""
+    if not pid_alive(pid):
+        return False
+    return started is None or process_start(pid) in (started, None)
+

@@ -207,6 +207,21 @@ job_runs = Table(
     Index("ix_job_runs_job_started", "job_id", "started_at"),
 )
 
+# The process of a run in progress (`qlcore.ops.runner`): the runner and the process that started it,
+# each a pid with its start time (so a reused pid is not mistaken for it), and the folder holding its
+# spec and outcome. A scheduler that starts after a crash reads it to tell a live run from a dead one.
+job_run_processes = Table(
+    "job_run_processes",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("pid_start", BigInteger),  # clock ticks after boot (/proc/PID/stat); NULL where unknown
+    Column("parent_pid", Integer, nullable=False),
+    Column("parent_start", BigInteger),
+    Column("workdir", Text, nullable=False),
+)
+
 # Operational switches per job that outlive a scheduler restart (pause / resume).
 job_controls = Table(
     "job_controls",

@@ -60,3 +60,25 @@ def test_the_strategy_template_runs_from_a_shell_with_other_parameters(tmp_path)
     assert results["trades"] == expected.metrics.n_trades
     assert results["parity"] == "IDENTICAL"
     assert all(limit["ok"] for limit in results["limits"].values())
+
+
+def test_the_strategy_template_in_paper_mode_runs_on_the_paper_engine_and_reports_like_a_backtest(tmp_path):
+    from qlcore.ops.runner import NotebookRun, run_notebook
+    from qlcore.research.paper import run_paper
+
+    out = tmp_path / "out.ipynb"
+    params = {"symbols": ["IBM"], "mode": "paper"}
+    outcome = run_notebook(NotebookRun(ROOT / "notebooks" / "strategies" / "sma_cross.ipynb", out, params,
+                                       timeout_s=600), tmp_path / "run")  # the runner submit and the scheduler use
+    assert (outcome.status, outcome.error) == ("succeeded", None)
+
+    results = read_records(out)["results"]
+    assert results["mode"] == "paper" and results["symbols"] == ["IBM"]
+    paper = run_paper({"IBM": load_sample("IBM")}, "sma_cross", {"fast": 10, "slow": 30, "quantity": 100},
+                      initial_cash=100_000, fee_bps=10)
+    assert paper.metrics.n_trades > 0
+    assert results["trades"] == paper.metrics.n_trades
+    assert Decimal(results["final_equity"]) == paper.final_equity
+    assert set(results["limits"]) == {"max_drawdown", "max_position_value", "min_trades"}
+    plot_cell = nbformat.read(out, as_version=4).cells[7]  # result.plot(): the same plot object as a backtest's
+    assert plot_cell.source == "result.plot()" and plot_cell.outputs

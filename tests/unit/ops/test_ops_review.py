@@ -6,7 +6,9 @@ raise); the approval tests reuse the first run's record.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 import tomllib
 from dataclasses import replace
 from pathlib import Path
@@ -42,6 +44,7 @@ from qlcore.ops.submissions import (
     submit,
 )
 from qlcore.store.db import connect
+from qlcore.store.liveness import pid_alive
 from qlcore.store.tables import submissions
 
 PARAMS = 'fast = 10\nlabel = "demo"\nrate = 0.5\nsymbols = ["IBM"]\nfail = False\n'
@@ -188,6 +191,23 @@ def test_failing_notebook_is_stored_as_failed_with_its_error_and_output(tmp_path
     assert reject(sub.id, "bob", "raises on its own data", db=url).status == "rejected"
     actions = [e.action for e in AuditLog(url).entries(subject=sub.subject)]
     assert actions == ["submission.started", "submission.failed", "submission.approve_refused", "submission.rejected"]
+
+
+def test_the_review_run_is_the_runner_process_of_scheduled_runs_and_is_stopped_at_its_timeout(tmp_path):
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    pids = tmp_path / "pids.txt"
+    body = f"import os, time\nopen({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{os.getppid()}}')\ntime.sleep(600)\n"
+    nb = write_notebook(tmp_path / "strategy.ipynb", params="fail = False\n", body=body)
+    sub = submit(nb, {}, "alice", db=url, data_dir=tmp_path, timeout_s=30)
+    assert sub.status == "failed" and sub.error == "timeout: the run exceeded 30 s and was stopped"
+    kernel, kernel_parent = (int(x) for x in pids.read_text().split())
+    assert kernel_parent != os.getpid()  # the kernel's parent is the runner, a child of this process
+    deadline = time.monotonic() + 60
+    while pid_alive(kernel) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not pid_alive(kernel)  # the kernel went with its runner
+    assert Path(sub.output_path).is_file()  # what ran until then is kept
+    assert not any(p.name.endswith("-run") for p in Path(sub.output_path).parent.iterdir())  # the run's folder goes
 
 
 def test_self_approval_is_refused_unless_allowed(succeeded, tmp_path):

@@ -7,6 +7,7 @@ over, trading days only, pause kept across a restart, SIGTERM, and the `qlcore j
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -38,13 +39,15 @@ from qlcore.ops.controls import set_paused
 from qlcore.ops.demo import DEMO_JOB, ensure_demo_job
 from qlcore.ops.lease import Lease, SchedulerAlreadyRunning
 from qlcore.ops.notebooks import NoParametersCellError, ParameterError, notebook_hash
-from qlcore.ops.runs import job_alerts, list_runs
+from qlcore.ops.runner import OUTCOME
+from qlcore.ops.runs import job_alerts, list_runs, settle_runs
 from qlcore.ops.scheduler import JOB_REF, JobScheduler, SchedulerConfig, TradingDaysCronTrigger
 from qlcore.ops.schedules import InvalidCronError, ScheduleRecord, read_schedule, write_schedule
 from qlcore.ops.submissions import approve, list_submissions, submit
 from qlcore.research.notebook import read_records
 from qlcore.store.db import connect
-from qlcore.store.tables import job_runs, scheduler_lease
+from qlcore.store.liveness import HOST, process_start
+from qlcore.store.tables import job_run_processes, job_runs, scheduler_lease
 
 ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = ROOT / "notebooks" / "jobs" / "daily_rebalance.ipynb"
@@ -287,18 +290,67 @@ def test_a_lease_left_by_a_dead_process_or_gone_stale_is_taken_over(tmp_path):
     assert not taker.heartbeat()  # the old holder learns it lost the lease
 
 
-def test_scheduled_runs_left_running_by_a_dead_scheduler_are_closed_at_the_next_start(tmp_path):
+def test_runs_left_running_are_settled_at_the_next_start_from_their_process_and_outcome(tmp_path):
     url = f"sqlite:///{tmp_path / 'q.db'}"
-    row = {"attempt": 1, "status": "running", "started_at": "2026-11-25T10:00:00.000+00:00", "approved_hash": "a",
-           "code_hash": "a", "params": "{}", "job_id": "job"}
-    with connect(url).begin() as conn:
-        conn.execute(insert(job_runs).values(run_id="run-old", trigger="schedule", **row))
-        conn.execute(insert(job_runs).values(run_id="run-cli", trigger="manual", **row))
-    with Running(config(tmp_path)):
-        pass
-    runs = {r.run_id: r for r in list_runs(db=url)}
-    assert runs["run-old"].status == "failed" and runs["run-old"].error.startswith("abandoned")
-    assert runs["run-cli"].status == "running"  # a run-now of the CLI is not the scheduler's to close
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    finished = tmp_path / "finished"  # a runner that wrote its outcome before its scheduler died
+    finished.mkdir()
+    (finished / OUTCOME).write_text(json.dumps({"status": "succeeded", "error": None, "cell": None}))
+    killed = tmp_path / "killed"  # a runner killed before it could write one
+    killed.mkdir()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # started by this process
+    row = {"job_id": "job", "attempt": 1, "status": "running", "started_at": "2026-11-25T10:00:00.000+00:00",
+           "approved_hash": "a", "code_hash": "a", "params": "{}"}
+    procs = {"run-finished": (dead, dead, finished), "run-killed": (dead, dead, killed),
+             "run-live": (live.pid, os.getpid(), tmp_path)}
+    try:
+        with connect(url).begin() as conn:
+            for run_id in ("run-finished", "run-killed", "run-live", "run-unrecorded"):
+                conn.execute(insert(job_runs).values(run_id=run_id, trigger="schedule", **row))
+            for run_id, (pid, parent, workdir) in procs.items():
+                conn.execute(insert(job_run_processes).values(
+                    run_id=run_id, host=HOST, pid=pid, pid_start=process_start(pid), parent_pid=parent,
+                    parent_start=process_start(parent), workdir=str(workdir)))
+        with Running(config(tmp_path)):
+            pass
+        runs = {r.run_id: r for r in list_runs(db=url)}
+        assert live.poll() is None  # a run whose starter lives is its starter's: left alone, still running
+    finally:
+        live.kill()
+        live.wait()
+    assert (runs["run-finished"].status, runs["run-finished"].error) == ("succeeded", None)
+    assert runs["run-killed"].status == "failed"
+    assert runs["run-killed"].error.startswith("the run's process ended without an outcome")
+    assert runs["run-unrecorded"].status == "failed" and runs["run-unrecorded"].error.startswith("abandoned")
+    assert runs["run-live"].status == "running"
+    assert not finished.exists() and not killed.exists()  # a settled run's folder goes with its process row
+
+
+def test_a_runner_that_outlived_its_starter_is_stopped_and_then_settled(tmp_path):
+    """Where PR_SET_PDEATHSIG could not reach a runner (an OS other than Linux), the next look stops
+    it; the look after records that it ended without an outcome."""
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    try:
+        with connect(url).begin() as conn:
+            conn.execute(insert(job_runs).values(
+                run_id="run-orphan", job_id="job", attempt=1, trigger="schedule", status="running",
+                started_at="2026-11-25T10:00:00.000+00:00", approved_hash="a", code_hash="a", params="{}"))
+            conn.execute(insert(job_run_processes).values(
+                run_id="run-orphan", host=HOST, pid=orphan.pid, pid_start=process_start(orphan.pid), parent_pid=dead,
+                parent_start=None, workdir=str(tmp_path / "orphan")))
+        assert [r.run_id for r in settle_runs(db=url)] == ["run-orphan"]  # still alive: in progress, signalled
+        assert orphan.wait(60) == -signal.SIGTERM
+        assert settle_runs(db=url) == []
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait()
+    run = list_runs(db=url)[0]
+    assert run.status == "failed" and run.error.startswith("the run's process ended without an outcome")
 
 
 # --- triggers, pause -----------------------------------------------------------------------------------

@@ -70,10 +70,9 @@ def test_limits_are_checked_against_the_backtest():
         check_limits(result, {"max_leverage": 2})
 
 
-def test_modes_backtest_runs_paper_is_refused_clearly():
+def test_modes_backtest_and_paper_run_and_others_are_refused_clearly():
     assert check_mode("backtest") == "backtest"
-    with pytest.raises(NotImplementedError, match="no paper run mode yet"):
-        check_mode("paper")
+    assert check_mode("paper") == "paper"
     with pytest.raises(ValueError, match="expected one of backtest, paper"):
         check_mode("live")
 
