@@ -565,15 +565,14 @@ class EngineService:
     def resume_strategy_trading(self, strategy_id: str, reason: str, *, actor: str) -> str:
         """One strategy's mode back to ACTIVE (an authorised user only); this also re-enables a strategy
         runaway protection disabled. Its lifecycle is left as it is: a paused one is resumed apart."""
-        if strategy_id not in self.manager.strategy_ids:
-            self.manager.strategy(strategy_id)  # KeyError naming the deployed ones
+        self.modes.require_authorised(actor, f"resume trading of strategy {strategy_id}")
         was_disabled = strategy_id in self.guard.disabled
         if self.modes.mode(strategy_id) is TradingMode.ACTIVE and not was_disabled:
-            raise ValueError(f"strategy {strategy_id} is already ACTIVE: nothing to resume")
+            raise ValueError(f"strategy {strategy_id} is ACTIVE and not disabled: nothing to resume")
         self.modes.resume(strategy_id, actor, reason or f"resumed by {actor}")
-        state = self.manager.state(strategy_id)
         text = f"strategy {strategy_id} ACTIVE again" + (" (re-enabled after runaway protection)" if was_disabled else "")
-        if state is StrategyState.PAUSED:
+        managed = strategy_id in self.manager.strategy_ids  # (a manual book has no lifecycle)
+        if managed and self.manager.state(strategy_id) is StrategyState.PAUSED:
             text += f"; it is PAUSED: qlcore strategy resume {strategy_id} hands it bars again"
         return text
 

@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from engine_rig import STREAM, command, crash, feed_bars, start_engine
 
-from qlcore.control.commands import CommandQueue
-from qlcore.engine.service import EngineConfig, EngineService
+from qlcore.engine.service import EngineService
 from qlcore.events.facts import StrategyFailed
 from qlcore.events.store import EventStore
 from qlcore.events.types import OrderFilled
 from qlcore.model.enums import OrderStatus
 from qlcore.model.market import Bar
-from qlcore.store.db import dispose_all
-from qlcore.store.tables import engine_status
 from qlcore.strategies import Param, Strategy
 from qlcore.strategies.manager import StrategyState
-
-NS = 1_000_000_000
-STREAM = "engine-t"
 
 
 class Steady(Strategy):
@@ -103,46 +96,6 @@ class FakeClock:
         return self.now
 
 
-class Silent:
-    """A feed with no bars: the tests hand the engine their own."""
-
-    exhausted = False
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def poll(self, max_steps: int | None = None) -> list[Bar]:
-        return []
-
-    def __iter__(self):
-        return iter(())
-
-
-def _engine(url: str, tmp_path: Path, monotonic: Any = None, **kw: Any) -> EngineService:
-    config = EngineConfig(engine_id="t", url=url, venue_path=tmp_path / "venue.sqlite", symbols=("AAPL", "MSFT"),
-                          command_poll_s=0.0, **kw)
-    engine = EngineService(config, feed=Silent(), **({"monotonic": monotonic} if monotonic else {}))
-    engine.start()
-    return engine
-
-
-def _crash(engine: EngineService) -> None:
-    """Drop the engine as SIGKILL would: nothing more committed; its lease is free for the next one."""
-    engine.venue.close()
-    with engine.db.begin() as conn:
-        conn.execute(update(engine_status).values(heartbeat_at=0))
-    dispose_all()
-
-
-def _bars(engine: EngineService, start: int, n: int, symbols: tuple[str, ...] = ("AAPL", "MSFT")) -> None:
-    for i in range(start, start + n):
-        for symbol in symbols:
-            px = 100.0 + i
-            engine.on_bar(Bar(symbol, i * NS, px, px + 1, px - 1, px, 1_000_000.0))
-        engine.step()
-
-
 def _failures(url: str) -> list[StrategyFailed]:
     return [e for e in EventStore(url).events(STREAM) if type(e) is StrategyFailed]
 
@@ -154,10 +107,10 @@ def _fresh_calls():
 
 
 def test_a_strategy_raising_in_on_bar_fails_alone_and_stays_failed_across_a_restart(sqlite_url, tmp_path):
-    engine = _engine(sqlite_url, tmp_path)
+    engine = start_engine(sqlite_url, tmp_path)
     engine.manager.deploy(f"{__name__}:Steady", symbols=["AAPL"], allocation=50_000, strategy_id="steady")
     engine.manager.deploy(f"{__name__}:Bomb", {"at": 3}, symbols=["AAPL"], allocation=50_000, strategy_id="bomb")
-    _bars(engine, 1, 5)
+    feed_bars(engine, 1, 5)
 
     assert engine.manager.state("bomb") is StrategyState.FAILED
     assert engine.manager.state("steady") is StrategyState.RUNNING
@@ -173,14 +126,14 @@ def test_a_strategy_raising_in_on_bar_fails_alone_and_stays_failed_across_a_rest
     assert [a["level"] for a in engine.alerts if a["source"] == "strategies" and "bomb FAILED" in a["message"]] == ["error"]
     snapshot_rows = {s["strategy_id"]: s for s in _snapshot(engine)["strategies"]}
     assert snapshot_rows["bomb"]["state"] == "FAILED" and snapshot_rows["bomb"]["fault"].startswith("on_bar: ZeroDivisionError")
-    _crash(engine)
+    crash(engine)
 
-    again = _engine(sqlite_url, tmp_path)  # the fatal bar is in the past of the log: no crash loop
+    again = start_engine(sqlite_url, tmp_path)  # the fatal bar is in the past of the log: no crash loop
     assert again.state == "running"
     assert again.manager.state("bomb") is StrategyState.FAILED and again.manager.state("steady") is StrategyState.RUNNING
     assert "bomb" not in again.kernel.strategies
     calls = len(Bomb.calls)
-    _bars(again, 6, 3)
+    feed_bars(again, 6, 3)
     assert Bomb.calls[calls:] == []  # its code never ran again: not on_start, not on_bar
     assert again.kernel.state.position("steady", "AAPL") == 8
     assert len(_failures(sqlite_url)) == 1
@@ -197,11 +150,11 @@ def _snapshot(engine: EngineService) -> dict[str, Any]:
 def test_a_strategy_over_its_bar_budget_fails_and_the_others_trade(sqlite_url, tmp_path):
     clock = FakeClock()
     Slow.clock = clock
-    engine = _engine(sqlite_url, tmp_path, monotonic=clock, strategy_bar_budget_s=1.0)
+    engine = start_engine(sqlite_url, tmp_path, monotonic=clock, strategy_bar_budget_s=1.0)
     engine.manager.deploy(f"{__name__}:Slow", {"seconds": 2.0}, symbols=["MSFT"], allocation=50_000, strategy_id="slow")
     engine.manager.deploy(f"{__name__}:Slow", {"seconds": 0.5}, symbols=["AAPL"], allocation=50_000, strategy_id="quick")
     engine.manager.deploy(f"{__name__}:Steady", symbols=["AAPL", "MSFT"], allocation=50_000, strategy_id="steady")
-    _bars(engine, 1, 3)
+    feed_bars(engine, 1, 3)
 
     assert engine.manager.state("slow") is StrategyState.FAILED
     assert engine.manager.state("quick") is StrategyState.RUNNING  # 0.5 s a bar is within 1 s
@@ -212,12 +165,12 @@ def test_a_strategy_over_its_bar_budget_fails_and_the_others_trade(sqlite_url, t
     engine.shutdown()
 
 
-def test_a_raising_on_fill_fails_the_strategy_not_the_engine(sqlite_url, tmp_path):
-    engine = _engine(sqlite_url, tmp_path)
+def test_a_raising_on_fill_fails_the_strategy_not_thestart_engine(sqlite_url, tmp_path):
+    engine = start_engine(sqlite_url, tmp_path)
     engine.manager.deploy(f"{__name__}:Bomb", {"at": 0, "fill_raises": True, "buy_qty": 4}, symbols=["MSFT"],
                           allocation=50_000, strategy_id="bomb")
     engine.manager.deploy(f"{__name__}:Steady", symbols=["MSFT"], allocation=50_000, strategy_id="steady")
-    _bars(engine, 1, 3)
+    feed_bars(engine, 1, 3)
 
     assert engine.manager.state("bomb") is StrategyState.FAILED
     assert json.loads(_failures(sqlite_url)[0].details)["hook"] == "on_fill"
@@ -227,9 +180,9 @@ def test_a_raising_on_fill_fails_the_strategy_not_the_engine(sqlite_url, tmp_pat
 
 
 def test_a_failed_strategy_is_flattened_when_so_configured(sqlite_url, tmp_path):
-    engine = _engine(sqlite_url, tmp_path, flatten_failed=True)
+    engine = start_engine(sqlite_url, tmp_path, flatten_failed=True)
     engine.manager.deploy(f"{__name__}:Bomb", {"at": 2, "buy_qty": 6}, symbols=["AAPL"], allocation=50_000, strategy_id="bomb")
-    _bars(engine, 1, 3)
+    feed_bars(engine, 1, 3)
 
     assert engine.manager.state("bomb") is StrategyState.FAILED
     assert engine.kernel.state.position("bomb", "AAPL") == 0
@@ -238,30 +191,27 @@ def test_a_failed_strategy_is_flattened_when_so_configured(sqlite_url, tmp_path)
 
 
 def test_a_strategy_failing_on_start_is_logged_failed_and_not_started_again(sqlite_url, tmp_path):
-    engine = _engine(sqlite_url, tmp_path)
-    queue = CommandQueue(sqlite_url)
-    cid = queue.submit("alice", "strategy.deploy", {"strategy_id": "bomb", "strategy": f"{__name__}:Bomb",
-                                                    "params": {"start_raises": True}}, target="t")
-    engine.step()
-    outcome = queue.status(cid)
+    engine = start_engine(sqlite_url, tmp_path)
+    outcome = command(engine, "alice", "strategy.deploy", {"strategy_id": "bomb", "strategy": f"{__name__}:Bomb",
+                                                           "params": {"start_raises": True}})
     assert outcome.status == "accepted" and "FAILED in on_start: RuntimeError: on_start went wrong" in outcome.reason
     assert engine.manager.state("bomb") is StrategyState.FAILED
-    _crash(engine)
+    crash(engine)
 
-    again = _engine(sqlite_url, tmp_path)
-    _bars(again, 1, 2)
+    again = start_engine(sqlite_url, tmp_path)
+    feed_bars(again, 1, 2)
     assert Bomb.calls == ["on_start"]  # once, at the deployment; never at the restart
     assert again.manager.state("bomb") is StrategyState.FAILED
     again.shutdown()
 
 
 def test_a_strategy_whose_on_start_raises_at_a_restart_is_failed_in_the_log_once(sqlite_url, tmp_path):
-    engine = _engine(sqlite_url, tmp_path)
+    engine = start_engine(sqlite_url, tmp_path)
     engine.manager.deploy(f"{__name__}:Bomb", {"at": 0}, symbols=["AAPL"], allocation=50_000, strategy_id="bomb")
     engine.manager.pause("bomb")
     engine.manager.resume("bomb")
-    _bars(engine, 1, 2)
-    _crash(engine)
+    feed_bars(engine, 1, 2)
+    crash(engine)
 
     original = Bomb.on_start
 
@@ -271,13 +221,13 @@ def test_a_strategy_whose_on_start_raises_at_a_restart_is_failed_in_the_log_once
 
     Bomb.on_start = broken  # type: ignore[method-assign]
     try:
-        again = _engine(sqlite_url, tmp_path)  # the pause and resume after its deployment are skipped
+        again = start_engine(sqlite_url, tmp_path)  # the pause and resume after its deployment are skipped
         assert again.state == "running" and again.manager.state("bomb") is StrategyState.FAILED
         again.step()  # its resting order is cancelled once the log agrees with the venue
         assert [o.status for o in again.kernel.state.orders.values() if o.strategy_id == "bomb"] == [OrderStatus.CANCELED]
         again.shutdown()
         assert len(_failures(sqlite_url)) == 1
-        third = _engine(sqlite_url, tmp_path)
+        third = start_engine(sqlite_url, tmp_path)
         assert third.manager.state("bomb") is StrategyState.FAILED
         third.shutdown()
         assert Bomb.calls.count("on_start") == 2  # the first start, and the failed one: not the third
@@ -286,10 +236,10 @@ def test_a_strategy_whose_on_start_raises_at_a_restart_is_failed_in_the_log_once
 
 
 def test_a_raising_save_state_fails_the_strategy_and_the_engine_saves_the_others(sqlite_url, tmp_path):
-    engine = _engine(sqlite_url, tmp_path)
+    engine = start_engine(sqlite_url, tmp_path)
     engine.manager.deploy(f"{__name__}:Unsaveable", symbols=["AAPL"], allocation=50_000, strategy_id="u")
     engine.manager.deploy("rebalance", {"every": 5}, symbols=["AAPL", "MSFT"], allocation=50_000, strategy_id="r")
-    _bars(engine, 1, 2)
+    feed_bars(engine, 1, 2)
     engine._save_derived()
 
     assert engine.manager.state("u") is StrategyState.FAILED
@@ -302,20 +252,12 @@ def test_a_raising_save_state_fails_the_strategy_and_the_engine_saves_the_others
 
 
 def test_a_failed_strategy_is_cleared_only_by_stopping_it(sqlite_url, tmp_path):
-    engine = _engine(sqlite_url, tmp_path)
+    engine = start_engine(sqlite_url, tmp_path)
     engine.manager.deploy(f"{__name__}:Bomb", {"at": 2, "buy_qty": 3}, symbols=["AAPL"], allocation=50_000, strategy_id="bomb")
-    _bars(engine, 1, 3)
-    queue = CommandQueue(sqlite_url)
-
-    def send(kind: str, payload: dict[str, Any]) -> Any:
-        cid = queue.submit("alice", kind, payload, target="t")
-        engine.step()
-        engine.step()
-        return queue.status(cid)
-
-    resumed = send("strategy.resume", {"strategy_id": "bomb"})
+    feed_bars(engine, 1, 3)
+    resumed = command(engine, "alice", "strategy.resume", {"strategy_id": "bomb"})
     assert resumed.status == "refused" and "cannot resume in state FAILED; allowed: stop" in resumed.reason
-    stopped = send("strategy.stop", {"strategy_id": "bomb", "flatten": True})
+    stopped = command(engine, "alice", "strategy.stop", {"strategy_id": "bomb", "flatten": True}, turns=3)
     assert stopped.status == "accepted" and engine.manager.state("bomb") is StrategyState.STOPPED
     assert engine.kernel.state.position("bomb", "AAPL") == 0
     assert Bomb.calls.count("on_bar") == 2  # stopping a failed strategy runs none of its code
