@@ -622,7 +622,8 @@ class EngineService:
                        "indicators only")
             return
         for sid, state in entries.items():
-            if sid not in self.manager.strategy_ids or self.manager.state(sid) is StrategyState.STOPPED:
+            if sid not in self.manager.strategy_ids or self.manager.state(sid) in (StrategyState.STOPPED,
+                                                                                   StrategyState.FAILED):
                 continue
             try:
                 self.manager.strategy(sid).load_state(state)
