@@ -121,3 +121,24 @@ def test_a_strategy_is_stopped_with_flatten_while_the_account_is_halted(engine):
     stopped = command(engine, "carol", "strategy.stop", {"strategy_id": "b", "flatten": True}, turns=3)
     assert stopped.status == "accepted" and engine.manager.state("b") is StrategyState.STOPPED
     assert engine.kernel.state.position("b", "AAPL") == Decimal(0)
+
+
+@pytest.mark.parametrize(("args", "kind", "payload"), [
+    (["halt", "--reason", "desk review", "--flatten"], "halt", {"reason": "desk review", "flatten": True}),
+    (["halt", "--reason", "desk review"], "halt", {"reason": "desk review"}),
+    (["resume-trading", "--strategy", "b", "--reason", "fixed"], "resume_trading", {"strategy_id": "b", "reason": "fixed"}),
+    (["resume-trading"], "resume_trading", {}),
+])
+def test_the_cli_writes_the_operator_commands_with_their_options(args, kind, payload, sqlite_url):
+    import typer
+    from typer.testing import CliRunner
+
+    from qlcore.control.commands import CommandQueue
+    from qlcore.engine.cli import register
+
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(app, [*args, "--wait", "0", "--user", "carol", "--db", sqlite_url])
+    assert result.exit_code == 0, result.output
+    [sent] = CommandQueue(sqlite_url).pending("engine")
+    assert (sent.kind, sent.user, sent.payload) == (kind, "carol", payload)
