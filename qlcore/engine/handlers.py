@@ -101,6 +101,10 @@ class CommandHandlers:
     def resume(self, c: Command) -> str:
         sid = c.payload["strategy_id"]
         self.engine.manager.resume(sid, actor=c.user)
+        mode = self.engine.strategy_mode(sid)
+        if mode != "ACTIVE":  # it gets bars again, but its orders meet its mode (and any runaway disable)
+            return (f"resumed {sid}; its trading mode is {mode}: an authorised user lifts that with "
+                    f"qlcore resume-trading --strategy {sid}")
         return f"resumed {sid}"
 
     def stop(self, c: Command) -> str:

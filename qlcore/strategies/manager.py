@@ -492,6 +492,7 @@ class StrategyManager:
         running = StrategyState.RUNNING
         budget = self.faults.bar_budget_s
         clock = self._monotonic
+        started: float | None = None
         for record in self._by_symbol.get(bar.symbol, ()):
             if record.state is not running:
                 continue
@@ -501,15 +502,20 @@ class StrategyManager:
                 except Exception as exc:
                     self._fail(record, Fault.of("on_bar", exc))
                 continue
-            started = clock()
+            if started is None:
+                started = clock()
             try:
                 record.strategy.on_bar(bar)
             except Exception as exc:
                 self._fail(record, Fault.of("on_bar", exc))
+                started = None
                 continue
-            elapsed = clock() - started
+            ended = clock()  # also the start of the next strategy's call: one clock read per call
+            elapsed = ended - started
+            started = ended
             if elapsed > budget:
                 self._fail(record, Fault.over_budget(elapsed, budget))
+                started = None  # the failure's own work is nobody's bar time
 
     # --- faults ----------------------------------------------------------------------------------
     def _deliver_fill(self, strategy: Strategy, fill: OrderFilled) -> None:

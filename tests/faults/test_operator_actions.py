@@ -78,7 +78,8 @@ def test_a_strategy_disabled_by_runaway_protection_is_re_enabled_then_resumed(en
     assert held == 3
 
     resumed_too_soon = command(engine, "trader", "strategy.resume", {"strategy_id": "b"})
-    assert resumed_too_soon.status == "accepted"
+    assert resumed_too_soon.status == "accepted" and resumed_too_soon.reason == (
+        "resumed b; its trading mode is HALTED: an authorised user lifts that with qlcore resume-trading --strategy b")
     feed_bars(engine, 6, 1)
     assert engine.kernel.state.position("b", "AAPL") == held  # still disabled: a person must re-enable it
     command(engine, "trader", "strategy.pause", {"strategy_id": "b"})
