@@ -167,7 +167,7 @@ SCHEMAS: dict[str, dict[str, FieldSpec]] = {
     "order.cancel": {"order_id": _req("str")},
     "flatten": {"strategy_id": _opt("str"), "symbol": _opt("str")},  # neither: the whole account
     "halt": {"reason": _req("str"), "flatten": _opt("bool")},
-    "resume_trading": {"reason": _opt("str")},
+    "resume_trading": {"reason": _opt("str"), "strategy_id": _opt("str")},  # no strategy: the whole account
     "limits.set": {"limits": _req("dict"), "strategy_id": _opt("str"), "reason": _opt("str")},
 }
 # decimals that must be above zero (a zero or negative quantity or price is malformed, not risky)

@@ -133,6 +133,12 @@ def engine_cmd(
     exit_when_done: Annotated[bool, typer.Option(help="stop when the feed is exhausted")] = False,
     seed: Annotated[int, typer.Option(help="seed of the synthetic feed")] = 0,
     venue_path: Annotated[Path | None, typer.Option(help="the paper venue's ledger file")] = None,
+    strategy_budget_s: Annotated[
+        float, typer.Option(help="longest one on_bar may take, in seconds, before its strategy FAILS (0: no budget)")
+    ] = 5.0,
+    flatten_failed: Annotated[
+        bool, typer.Option("--flatten-failed", help="also close the positions of a strategy that FAILED")
+    ] = False,
     db: Db = None,
 ) -> None:
     """Run the paper engine in the foreground until Ctrl-C (state rebuilt and reconciled at start)."""
@@ -167,6 +173,8 @@ def engine_cmd(
             exit_when_done=exit_when_done,
             seed=seed,
             venue_path=venue_path,
+            strategy_bar_budget_s=strategy_budget_s or None,
+            flatten_failed=flatten_failed,
         )
         service = EngineService(config)
         service.install_signal_handlers()
@@ -281,24 +289,30 @@ def flatten_cmd(
 
 def halt_cmd(
     reason: Annotated[str, typer.Option("--reason", help="why (recorded with your name)")],
+    flatten: Annotated[bool, typer.Option("--flatten", help="also close every position at market")] = False,
     user: User = None,
     wait: Wait = 5.0,
     engine_id: EngineId = "engine",
     db: Db = None,
 ) -> None:
-    """EMERGENCY STOP: cancel every open order and halt trading (cancels still pass)."""
-    _send("halt", {"reason": reason}, user=user, db=db, engine_id=engine_id, wait=wait)
+    """EMERGENCY STOP: cancel every open order and halt trading (cancels, and flattening, still pass)."""
+    payload: dict[str, Any] = {"reason": reason, **({"flatten": True} if flatten else {})}
+    _send("halt", payload, user=user, db=db, engine_id=engine_id, wait=wait)
 
 
 def resume_trading_cmd(
     reason: Annotated[str, typer.Option("--reason", help="why")] = "",
+    strategy: Annotated[
+        str | None, typer.Option("--strategy", help="only this strategy (halted at its scope, or disabled by runaway protection)")
+    ] = None,
     user: User = None,
     wait: Wait = 5.0,
     engine_id: EngineId = "engine",
     db: Db = None,
 ) -> None:
-    """Return a halted account to ACTIVE (authorised users only)."""
-    _send("resume_trading", {"reason": reason} if reason else {}, user=user, db=db, engine_id=engine_id, wait=wait)
+    """Return a halted account, or one strategy, to ACTIVE (authorised users only)."""
+    payload = {k: v for k, v in (("reason", reason), ("strategy_id", strategy)) if v}
+    _send("resume_trading", payload, user=user, db=db, engine_id=engine_id, wait=wait)
 
 
 # --- strategies ----------------------------------------------------------------------------------

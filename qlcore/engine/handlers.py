@@ -21,7 +21,7 @@ from qlcore.control.priority import FENCING, Fences
 from qlcore.engine.kernel import OrderError
 from qlcore.engine.status import RUNNING
 from qlcore.model.enums import OrderSide, OrderStatus, OrderType, TimeInForce
-from qlcore.risk.modes import ModeError, NotAuthorisedError
+from qlcore.risk.modes import OPERATOR_FLATTEN_TAG, ModeError, NotAuthorisedError
 from qlcore.strategies.manager import InvalidStrategyTransition, StrategyState
 from qlcore.strategies.registry import UnknownStrategyError
 
@@ -97,7 +97,11 @@ class CommandHandlers:
             strategy_id=p["strategy_id"],
             actor=c.user,
         )
-        return f"deployed {strategy.strategy_id} ({p['strategy']}) on {', '.join(symbols)}"
+        done = f"deployed {strategy.strategy_id} ({p['strategy']}) on {', '.join(symbols)}"
+        fault = engine.manager.fault(strategy.strategy_id)
+        if fault is not None:  # recorded as deployed, then failed: say so
+            done += f", but it FAILED in {fault.describe()}"
+        return done
 
     def pause(self, c: Command) -> str:
         sid = c.payload["strategy_id"]
@@ -108,12 +112,17 @@ class CommandHandlers:
     def resume(self, c: Command) -> str:
         sid = c.payload["strategy_id"]
         self.engine.manager.resume(sid, actor=c.user)
+        mode = self.engine.strategy_mode(sid)
+        if mode != "ACTIVE":  # it gets bars again, but its orders meet its mode (and any runaway disable)
+            return (f"resumed {sid}; its trading mode is {mode}: an authorised user lifts that with "
+                    f"qlcore resume-trading --strategy {sid}")
         return f"resumed {sid}"
 
     def stop(self, c: Command) -> str:
         sid = c.payload["strategy_id"]
         flatten = bool(c.payload.get("flatten", False))
-        orders = self.engine.manager.stop(sid, flatten=flatten, actor=c.user)
+        with self.engine.modes.unwind():  # its closing orders pass a halted account or strategy
+            orders = self.engine.manager.stop(sid, flatten=flatten, actor=c.user)
         return f"stopped {sid}" + (f"; flatten orders {', '.join(orders) or 'none'}" if flatten else "")
 
     # --- orders -----------------------------------------------------------------------------------
@@ -152,7 +161,8 @@ class CommandHandlers:
         kernel = self.engine.kernel
         if symbol is not None and symbol not in kernel.instruments:
             raise Refused(f"unknown symbol {symbol!r}; known: {', '.join(sorted(kernel.instruments))}")
-        orders = flatten_positions(self.engine, strategy_id=sid, symbol=symbol)
+        with self.engine.modes.unwind():  # closing orders pass a halted account or strategy (operators are never stuck)
+            orders = flatten_positions(self.engine, strategy_id=sid, symbol=symbol)
         scope = " ".join(x for x in (sid, symbol) if x) or "the whole account"
         return f"flatten of {scope}: {len(orders)} order(s) {', '.join(orders)}".rstrip()
 
@@ -161,6 +171,11 @@ class CommandHandlers:
         return self.engine.halt(c.payload["reason"], actor=c.user, flatten=bool(c.payload.get("flatten", False)))
 
     def resume_trading(self, c: Command) -> str:
+        """The account back to ACTIVE, or with `strategy_id` that strategy (halted or reducing at its
+        own scope, or disabled by runaway protection): authorised users only."""
+        sid = c.payload.get("strategy_id")
+        if sid:
+            return self.engine.resume_strategy_trading(sid, c.payload.get("reason") or "", actor=c.user)
         return self.engine.resume_trading(c.payload.get("reason") or "", actor=c.user)
 
     def set_limits(self, c: Command) -> str:
@@ -184,7 +199,7 @@ def flatten_positions(engine: EngineService, *, strategy_id: str | None = None, 
     for sid, sym in sorted(kernel.state.positions):
         if (strategy_id and sid != strategy_id) or (symbol and sym != symbol):
             continue
-        oid = kernel.close_position(sid, sym, tags="flatten")
+        oid = kernel.close_position(sid, sym, tags=OPERATOR_FLATTEN_TAG)
         if oid is not None:
             ids.append(oid)
     return ids

@@ -66,6 +66,8 @@ class Kernel:
         self.state = TradingState()
         self.strategies: dict[str, Strategy] = {}
         self.fill_listeners: list[Callable[[OrderFilled], None]] = []
+        # how a fill reaches its strategy; a strategy manager puts its guarded delivery here
+        self.deliver_fill: Callable[[Strategy, OrderFilled], None] = _on_fill
         self._prefix = order_id_prefix
         self._next_order = 0
         self.events_emitted = 0
@@ -173,7 +175,7 @@ class Kernel:
             listener(fill)
         strategy = self.strategies.get(order.strategy_id)
         if strategy is not None:
-            strategy.on_fill(fill)
+            self.deliver_fill(strategy, fill)
 
     def on_canceled(self, order_id: str, reason: str) -> None:
         self.emit(OrderCanceled(self.clock.now, order_id, reason))
@@ -183,3 +185,7 @@ class Kernel:
 
     def on_expired(self, order_id: str) -> None:
         self.emit(OrderExpired(self.clock.now, order_id))
+
+
+def _on_fill(strategy: Strategy, fill: OrderFilled) -> None:
+    strategy.on_fill(fill)

@@ -30,6 +30,7 @@ from qlcore.events.facts import (
     ReconciliationStarted,
     StrategyDeployed,
     StrategyDisabled,
+    StrategyFailed,
     StrategyPaused,
     StrategyResumed,
     StrategyStopped,
@@ -51,6 +52,7 @@ from qlcore.risk.monitors import SavedMonitors
 if TYPE_CHECKING:
     from qlcore.engine.derived_state import Saved
     from qlcore.engine.service import EngineService
+    from qlcore.strategies.manager import StrategyManager
 
 
 @dataclass
@@ -61,6 +63,7 @@ class Rebuilt:
     resume_ts: int | None = None
     completed_commands: dict[int, tuple[bool, str]] = field(default_factory=dict)
     monitors_from: int | None = None  # the risk monitors' state was restored at this seq, then fed after it
+    failed: list[Event] = field(default_factory=list)  # strategies that failed while re-deployed (not yet logged)
 
     def describe(self) -> str:
         return json.dumps(
@@ -148,7 +151,7 @@ def rebuild(engine: EngineService) -> Rebuilt:
     engine.risk.book.bind(state)
     for symbol, price in state.marks.items():
         manager._last_close[symbol] = float(price)
-    out.strategies = _redeploy(engine, lifecycle)
+    out.strategies, out.failed = _redeploy(engine, lifecycle)
     for fill in fills:
         manager._on_fill(fill)
     manager._apply_pending()
@@ -156,10 +159,32 @@ def rebuild(engine: EngineService) -> Rebuilt:
     return out
 
 
-def _redeploy(engine: EngineService, lifecycle: list[Event]) -> int:
+def _redeploy(engine: EngineService, lifecycle: list[Event]) -> tuple[int, list[Event]]:
     """Deploy the strategies again and bring each to its last lifecycle state (nothing is re-recorded:
-    the manager's listeners are attached after the rebuild)."""
+    the manager's listeners are attached after the rebuild). Returns how many, and the `StrategyFailed`
+    of those whose `on_start` raised now (for the log).
+
+    A strategy the log says FAILED is deployed without being started and set FAILED: none of its code
+    runs again (no crash loop on the bar that failed it) until a person stops it."""
+    from qlcore.strategies.manager import StrategyState
+
     manager = engine.manager
+    failed = {e.strategy_id for e in lifecycle if isinstance(e, StrategyFailed)}
+    with manager.restoring():
+        _replay_lifecycle(manager, lifecycle, failed)
+    new_failures: list[Event] = [e for e in manager.events if type(e) is StrategyFailed]
+    manager.events.clear()
+    for sid in sorted(failed):
+        fault = manager.fault(sid)
+        if fault is not None and manager.state(sid) is StrategyState.FAILED:
+            engine.alert("error", "strategies", f"{sid} is FAILED ({fault.describe()}); it stays so until stopped: "
+                         f"qlcore strategy stop {sid} [--flatten]")
+    return len(manager.strategy_ids), new_failures
+
+
+def _replay_lifecycle(manager: StrategyManager, lifecycle: list[Event], failed: set[str]) -> None:
+    from qlcore.strategies.manager import StrategyState
+
     for event in lifecycle:
         sid = event.strategy_id  # type: ignore[attr-defined]
         t = type(event)
@@ -173,8 +198,15 @@ def _redeploy(engine: EngineService, lifecycle: list[Event]) -> int:
                 limits=d.get("limits") or None,
                 strategy_id=sid,
                 actor=event.actor,  # type: ignore[attr-defined]
-                start=d.get("start", True),
+                start=d.get("start", True) and sid not in failed,
             )
+        elif t is StrategyStopped:
+            manager.stop(sid, actor=event.actor)  # type: ignore[attr-defined]
+        elif t is StrategyFailed:
+            if manager.state(sid) is not StrategyState.FAILED:
+                manager.restore_failed(event)  # type: ignore[arg-type]
+        elif sid in failed or manager.state(sid) is StrategyState.FAILED:
+            continue  # pauses and resumes before its failure (or a failure met now): nothing to run
         elif t is StrategyPaused or t is StrategyDisabled:
             manager.pause(sid, actor=event.actor)  # type: ignore[attr-defined]
         elif t is StrategyResumed:
@@ -182,10 +214,6 @@ def _redeploy(engine: EngineService, lifecycle: list[Event]) -> int:
                 manager.start(sid, actor=event.actor)  # type: ignore[attr-defined]
             else:
                 manager.resume(sid, actor=event.actor)  # type: ignore[attr-defined]
-        elif t is StrategyStopped:
-            manager.stop(sid, actor=event.actor)  # type: ignore[attr-defined]
-    manager.events.clear()
-    return len(manager.strategy_ids)
 
 
 def _recover_commands(engine: EngineService, completed: dict[int, tuple[bool, str]]) -> None:

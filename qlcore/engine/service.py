@@ -70,6 +70,7 @@ from qlcore.events.facts import (
     StoreFaulted,
     StoreRecovered,
     StrategyDeployed,
+    StrategyFailed,
 )
 from qlcore.events.store import EventStore, StoreConflict
 from qlcore.events.types import AccountFunded, Event, MarksUpdated, OrderFilled
@@ -81,12 +82,13 @@ from qlcore.model.money import to_decimal
 from qlcore.risk.config import RiskConfig
 from qlcore.risk.engine import RiskEngine
 from qlcore.risk.killswitch import halt, resume_trading
-from qlcore.risk.modes import ACCOUNT, FLATTEN_TAG, ModeConfig, ModeGate, TradingModes
+from qlcore.risk.modes import ACCOUNT, UNWIND_TAGS, ModeConfig, ModeGate, TradingMode, TradingModes
 from qlcore.risk.monitors import MonitorConfig, RiskMonitors
 from qlcore.risk.runaway import RunawayConfig, RunawayGuard
 from qlcore.store.checkpoint import Checkpointer, no_autocheckpoint
 from qlcore.store.db import connect, project_data_dir, resolve_url, sqlite_synchronous
 from qlcore.store.errors import StoreUnavailable, describe, is_store_error, unwritable_files
+from qlcore.strategies.faults import Fault, FaultPolicy
 from qlcore.strategies.manager import StrategyManager, StrategyState
 
 log = logging.getLogger("qlcore.engine")
@@ -132,6 +134,8 @@ class EngineConfig:
     max_feed_steps_per_turn: int = 500  # a feed faster than the engine is caught up over several turns
     max_commands_per_turn: int = 50  # a page of the command table; protective commands get a turn of their own
     derived_state_s: float = 5.0  # how often the monitors' and strategies' state is saved beside the log
+    strategy_bar_budget_s: float | None = 5.0  # longest one on_bar may take before the strategy FAILS
+    flatten_failed: bool = False  # also close the positions of a strategy that FAILED
     demo: bool = False
     exit_when_done: bool = False  # stop when the feed is exhausted and no command is pending
     max_steps: int | None = None  # stop after this many feed steps (tests)
@@ -179,7 +183,9 @@ class _Counters:
 class EngineService:
     """Build with a config, then `run()` (blocking) until `stop()` or a signal."""
 
-    def __init__(self, config: EngineConfig, *, feed: Feed | None = None) -> None:
+    def __init__(
+        self, config: EngineConfig, *, feed: Feed | None = None, monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
         self.url = config.resolved_url
         self.db = connect(self.url)
@@ -223,11 +229,14 @@ class EngineService:
         )
         self.risk.attach(self.kernel)
         # the pre-trade chain: lifecycle gate -> trading modes -> runaway guard -> risk rules
-        self.manager = StrategyManager(self.kernel)
+        # `monotonic` times each strategy's on_bar against its budget (tests give their own clock)
+        self.manager = StrategyManager(
+            self.kernel, faults=FaultPolicy(config.strategy_bar_budget_s, config.flatten_failed), monotonic=monotonic,
+        )
         self.modes = TradingModes.for_kernel(self.kernel, mode_config)
         self.guard = RunawayGuard(self.modes, self.risk, runaway_config, on_disable=self._disable)
         self.manager.gate.inner = ModeGate(self.modes, self.guard)
-        self.manager.gate.unwinding = lambda order: self.modes.unwinding and order.tags == FLATTEN_TAG
+        self.manager.gate.unwinding = lambda order: self.modes.unwinding and order.tags in UNWIND_TAGS
         self.kernel.fill_listeners.append(self.guard.on_fill)
         self.monitors = RiskMonitors(self.kernel, self.modes, monitor_config)
         self.monitors.attach()
@@ -313,11 +322,16 @@ class EngineService:
         self.risk.event_listeners.append(self.writer.append)
         self.audit.attach(self.kernel)
         self.audit.watch(self.risk)
+        for failure in rebuilt.failed:  # a strategy whose on_start raised as it was re-deployed: FAILED in the log
+            self.writer.append(failure)
+            self.kernel.bus.publish(failure)  # to the audit trail
         details = json.dumps({**json.loads(rebuilt.describe()), "fills": self.config.fill_terms.to_dict()}, sort_keys=True)
         self.kernel.emit(EngineStarted(self.clock.now, self.config.engine_id, "paper", os.getpid(), details))
         if fresh:
             self.kernel.emit(AccountFunded(self.clock.now, "main", self.config.initial_cash))
         self.reconciliation = reconcile(self)
+        for failure in rebuilt.failed:  # failed as re-deployed: its orders go now that the log agrees with the venue
+            self.manager.cancel_open(failure.strategy_id)  # type: ignore[attr-defined]
         self.writer.flush()
         self.audit.log.flush()
         if self.reconciliation.passed:
@@ -745,6 +759,20 @@ class EngineService:
         resume_trading(self.modes, actor, reason)
         return "account ACTIVE again"
 
+    def resume_strategy_trading(self, strategy_id: str, reason: str, *, actor: str) -> str:
+        """One strategy's mode back to ACTIVE (an authorised user only); this also re-enables a strategy
+        runaway protection disabled. Its lifecycle is left as it is: a paused one is resumed apart."""
+        self.modes.require_authorised(actor, f"resume trading of strategy {strategy_id}")
+        was_disabled = strategy_id in self.guard.disabled
+        if self.modes.mode(strategy_id) is TradingMode.ACTIVE and not was_disabled:
+            raise ValueError(f"strategy {strategy_id} is ACTIVE and not disabled: nothing to resume")
+        self.modes.resume(strategy_id, actor, reason or f"resumed by {actor}")
+        text = f"strategy {strategy_id} ACTIVE again" + (" (re-enabled after runaway protection)" if was_disabled else "")
+        managed = strategy_id in self.manager.strategy_ids  # (a manual book has no lifecycle)
+        if managed and self.manager.state(strategy_id) is StrategyState.PAUSED:
+            text += f"; it is PAUSED: qlcore strategy resume {strategy_id} hands it bars again"
+        return text
+
     def _disable(self, strategy_id: str, reason: str) -> None:
         """Runaway protection tripped: the strategy stops sending and its open orders are cancelled."""
         if strategy_id in self.manager.strategy_ids and self.manager.state(strategy_id) is StrategyState.RUNNING:
@@ -754,6 +782,10 @@ class EngineService:
     def _on_lifecycle(self, event: Event) -> None:
         if isinstance(event, StrategyDeployed):
             self.monitors.add_strategy(event.strategy_id, json.loads(event.details)["allocation"])
+        elif isinstance(event, StrategyFailed):
+            fault = Fault.from_details(event.details)
+            self.alert("error", "strategies", f"{event.strategy_id} FAILED in {fault.describe()}; the others go on. "
+                       f"Stop it to clear: qlcore strategy stop {event.strategy_id} [--flatten]")
 
     def _save_derived(self) -> None:
         """Save the monitors' state with the last committed sequence number it reflects, and the
@@ -767,13 +799,8 @@ class EngineService:
                            self.monitors.checkpoint())
         # an id is deployed once (STOPPED is final, and stays so across restarts): a saved state belongs
         # to the one deployment of its id
-        kept = {}
-        for sid in self.manager.strategy_ids:
-            if self.manager.state(sid) is StrategyState.STOPPED:
-                continue
-            state = self.manager.strategy(sid).save_state()
-            if state is not None:
-                kept[sid] = state
+        kept = self.manager.saved_states()
+        self.writer.flush()  # a strategy whose save_state raised is FAILED: that is in the log first
         derived_state.save(self.db, self.config.engine_id, derived_state.STRATEGIES, self.config.stream, seq,
                            {"ts": self.clock.now, "strategies": kept})
 
@@ -792,7 +819,8 @@ class EngineService:
                        "indicators only")
             return
         for sid, state in entries.items():
-            if sid not in self.manager.strategy_ids or self.manager.state(sid) is StrategyState.STOPPED:
+            if sid not in self.manager.strategy_ids or self.manager.state(sid) in (StrategyState.STOPPED,
+                                                                                   StrategyState.FAILED):
                 continue
             try:
                 self.manager.strategy(sid).load_state(state)

@@ -100,6 +100,7 @@ def build_snapshot(engine: EngineService) -> dict[str, Any]:
                 "sharpe": _ratio(st.sharpe),
                 "max_drawdown": _ratio(st.max_drawdown),
                 "open_orders": open_by_strategy.get(sid, 0),
+                "fault": record.fault.describe() if record.fault is not None else None,  # why it is FAILED
             }
         )
     # the newest RECENT of every order the session made, without sorting them all twice a second

@@ -136,6 +136,18 @@ class StrategyStopped(Event):
     actor: str
     details: str = ""
 
+
+@dataclass(frozen=True, slots=True)
+class StrategyFailed(Event):
+    """A hook of the strategy raised, or its `on_bar` ran over its time budget: the strategy alone
+    stopped (FAILED) until a person stops it. ``details`` (JSON) names the hook, the error and its
+    traceback, the orders cancelled and any flattening orders."""
+
+    ts: int
+    strategy_id: str
+    actor: str
+    details: str = ""
+
 # --- execution client: retries, status queries, timeouts -----------------------------------------
 @dataclass(frozen=True, slots=True)
 class OrderSubmitRetried(Event):
@@ -317,6 +329,7 @@ LIFECYCLE_EVENTS: tuple[type[Event], ...] = (
     StrategyResumed,
     StrategyStopped,
     StrategyDisabled,
+    StrategyFailed,
 )
 EXECUTION_EVENTS: tuple[type[Event], ...] = (
     OrderSubmitRetried,
@@ -344,6 +357,7 @@ FACT_EVENTS: tuple[type[Event], ...] = (
     OrderCancelRetried,
     LateVenueReport,
     StrategyDisabled,
+    StrategyFailed,
     EngineStarted,
     EngineStopped,
     StoreFaulted,

@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 
 ACCOUNT = "account"  # the scope of the whole account; every other scope is a strategy id
 FLATTEN_TAG = "kill-switch"  # the tag of the kill switch's flattening orders
+OPERATOR_FLATTEN_TAG = "flatten"  # the tag of the orders of an operator's flatten (or stop --flatten)
+# orders with these tags that close a position pass any mode while `TradingModes.unwind` is open: the
+# kill switch's flattening, and an operator's flatten of a halted account or strategy
+UNWIND_TAGS = frozenset({FLATTEN_TAG, OPERATOR_FLATTEN_TAG})
 
 
 class TradingMode(StrEnum):
@@ -246,11 +250,12 @@ class ModeGate:
         if not modes.modes:
             return None  # everything ACTIVE: the common case costs one lookup
         sid = order.strategy_id
-        if modes.unwinding and order.tags == FLATTEN_TAG:
-            # the kill switch's own orders: they pass any mode, but must close the strategy's
-            # position (strategies' positions may offset, so the account's net is no guide here)
+        if modes.unwinding and order.tags in UNWIND_TAGS:
+            # the kill switch's or an operator's flattening orders: they pass any mode, but must close
+            # the strategy's position (strategies' positions may offset, so the account's net is no
+            # guide here)
             denial = self._reduces(order, state, sid)
-            return None if denial is None else f"kill-switch flattening order refused: {denial}"
+            return None if denial is None else f"{order.tags} flattening order refused: {denial}"
         for scope in (ACCOUNT, sid):
             mode = modes.mode(scope)
             if mode is TradingMode.ACTIVE:

@@ -47,7 +47,7 @@ from qlcore.model.money import ZERO, canonical, to_decimal
 from qlcore.model.orders import Order
 from qlcore.model.state import TradingState
 from qlcore.risk.hook import RiskHook
-from qlcore.risk.modes import ACCOUNT, TradingMode, TradingModes, _toml_table
+from qlcore.risk.modes import ACCOUNT, UNWIND_TAGS, TradingMode, TradingModes, _toml_table
 
 NS_PER_S = 1_000_000_000
 
@@ -220,9 +220,14 @@ class RunawayGuard:
     # --- the hook --------------------------------------------------------------------------------
     def check(self, order: Order, state: TradingState) -> str | None:
         sid = order.strategy_id
+        if self.modes.unwinding and order.tags in UNWIND_TAGS:
+            # an operator's or the kill switch's flattening (the ModeGate in front of this hook lets
+            # only closing ones through): a disabled strategy's positions must be closable
+            return self.inner.check(order, state)
         why = self.disabled.get(sid)
         if why is not None:
-            return f"strategy {sid} is disabled by runaway protection ({why}); an authorised user must re-enable it"
+            return (f"strategy {sid} is disabled by runaway protection ({why}); an authorised user must re-enable it "
+                    f"(qlcore resume-trading --strategy {sid})")
         limits = self.config.for_strategy(sid)
         if limits.max_orders is not None:
             sent = _window(self._orders, sid, order.ts_init, limits.order_window_ns)

@@ -5,6 +5,11 @@ A strategy's lifecycle state changes only through `TRANSITIONS`; anything not in
 lifecycle event, handed to `event_listeners` (store, audit) and the kernel's bus *before* the state
 changes, so a failing listener leaves the strategy as it was.
 
+A strategy's own code is guarded: a hook that raises, or an `on_bar` over its time budget, moves
+that strategy alone to FAILED (`qlcore.strategies.faults`): its open orders are cancelled (and its
+positions closed, if so configured), a `StrategyFailed` event records the hook, the error and its
+traceback, and it gets no further callbacks. The others go on trading.
+
 The manager sits in the kernel's command path twice: it routes bars (only RUNNING strategies get
 them) and it wraps the kernel's risk hook, so an order from a strategy that is not RUNNING, or one
 that breaks its per-strategy limits, is denied with a reason before the inner risk hook sees it.
@@ -18,8 +23,11 @@ are those of `qlcore.portfolio.metrics.compute_metrics` on the same series.
 from __future__ import annotations
 
 import json
+import logging
 import math
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -28,6 +36,7 @@ from typing import Any
 from qlcore.engine.kernel import Kernel
 from qlcore.events.facts import (
     StrategyDeployed,
+    StrategyFailed,
     StrategyPaused,
     StrategyResumed,
     StrategyStopped,
@@ -40,6 +49,7 @@ from qlcore.model.orders import Order
 from qlcore.model.state import TradingState
 from qlcore.risk.hook import RiskHook
 from qlcore.strategies.base import Strategy
+from qlcore.strategies.faults import Fault, FaultPolicy
 from qlcore.strategies.registry import create_strategy
 
 __all__ = [
@@ -48,6 +58,7 @@ __all__ = [
     "Action",
     "InvalidStrategyTransition",
     "StrategyDeployed",
+    "StrategyFailed",
     "StrategyManager",
     "StrategyPaused",
     "StrategyResumed",
@@ -56,12 +67,15 @@ __all__ = [
     "StrategyStopped",
 ]
 
+log = logging.getLogger("qlcore.strategies")
+
 
 class StrategyState(StrEnum):
     DEPLOYED = "DEPLOYED"  # created, validated and bound; `on_start` not yet called
     RUNNING = "RUNNING"
     PAUSED = "PAUSED"
     STOPPED = "STOPPED"
+    FAILED = "FAILED"  # its own code raised or ran over its budget; no callbacks until a person stops it
 
 
 class Action(StrEnum):
@@ -69,6 +83,7 @@ class Action(StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     STOP = "stop"
+    FAIL = "fail"  # taken by the manager itself, never by a command
 
 
 St, A = StrategyState, Action
@@ -83,6 +98,14 @@ TRANSITIONS: dict[tuple[StrategyState, Action], StrategyState] = {
     (St.PAUSED, A.RESUME): St.RUNNING,
     # stopping a paused strategy is the usual way out of an incident: no resume needed first
     (St.PAUSED, A.STOP): St.STOPPED,
+    # a fault can strike in any live state: on_start of a deployed strategy, on_bar or save_state of
+    # a running one, on_fill of a paused one (fills of its working orders still reach it)
+    (St.DEPLOYED, A.FAIL): St.FAILED,
+    (St.RUNNING, A.FAIL): St.FAILED,
+    (St.PAUSED, A.FAIL): St.FAILED,
+    # the only way out of FAILED, and a person's: no resume (the same code would meet the same bar
+    # again); stop it, with --flatten if its positions must go, and deploy a fixed version under a new id
+    (St.FAILED, A.STOP): St.STOPPED,
 }
 
 
@@ -131,6 +154,7 @@ class _Record:
     __slots__ = (
         "allocation",
         "cash",
+        "fault",
         "fills",
         "flattening",
         "last_equity",
@@ -163,6 +187,7 @@ class _Record:
         self.limits = limits
         self.state = StrategyState.DEPLOYED
         self.flattening = False
+        self.fault: Fault | None = None  # why it is FAILED
         self.fills = 0
         # float mirror of the strategy's cash (allocation + cash flow) and quantities, for the
         # per-bar equity samples
@@ -253,13 +278,23 @@ class StrategyManager:
         to `kernel.fill_listeners`.
     periods_per_year
         Equity samples per year, for annualising the Sharpe ratio (252 for daily bars).
+    faults
+        The per-bar time budget and whether a failed strategy's positions are closed.
+    monotonic
+        The clock that measures `on_bar` against the budget (seconds; tests inject their own).
     """
 
-    def __init__(self, kernel: Kernel, *, periods_per_year: float = 252.0) -> None:
+    def __init__(
+        self, kernel: Kernel, *, periods_per_year: float = 252.0, faults: FaultPolicy | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not periods_per_year > 0:
             raise ValueError(f"periods_per_year must be positive, got {periods_per_year!r}")
         self.kernel = kernel
         self.periods_per_year = float(periods_per_year)
+        self.faults = faults or FaultPolicy()
+        self._monotonic = monotonic
+        self._restoring = False
         self.event_listeners: list[Callable[[Event], object]] = []
         self.events: list[Event] = []
         self._records: dict[str, _Record] = {}
@@ -269,6 +304,7 @@ class StrategyManager:
         self._pending: list[tuple[_Record, OrderFilled]] = []
         self.gate = kernel.risk = _LifecycleGate(self._records, kernel.risk)
         kernel.fill_listeners.append(self._on_fill)
+        kernel.deliver_fill = self._deliver_fill
 
     # --- lifecycle -------------------------------------------------------------------------------
     def deploy(
@@ -343,7 +379,11 @@ class StrategyManager:
 
     def _start(self, record: _Record) -> None:
         target = _next(record, Action.START)
-        record.strategy.on_start()  # if it raises, the strategy stays DEPLOYED
+        try:
+            record.strategy.on_start()
+        except Exception as exc:
+            self._fail(record, Fault.of("on_start", exc))
+            return
         record.state = target
 
     def pause(self, strategy_id: str, *, cancel_open_orders: bool = False, actor: str = "system") -> None:
@@ -371,7 +411,8 @@ class StrategyManager:
 
         Returns the ids of the flattening orders; they pass the kernel's own risk hook (not the
         lifecycle gate) and fill as the broker meets the next bars. The strategy gets no further
-        callbacks, but its fills still count in its statistics.
+        callbacks, but its fills still count in its statistics. A FAILED strategy's `on_stop` is not
+        called (its code already failed); an `on_stop` that raises is logged and the stop goes on.
         """
         record = self._record(strategy_id)
         target = _next(record, Action.STOP)
@@ -379,10 +420,14 @@ class StrategyManager:
         flattening: list[str] = []
         if flatten:
             flattening = self._flatten(record)
-        record.strategy.on_stop()
-        details = json.dumps(
-            {"flatten": flatten, "canceled": canceled, "flatten_orders": flattening}, sort_keys=True
-        )
+        body: dict[str, Any] = {"flatten": flatten, "canceled": canceled, "flatten_orders": flattening}
+        if record.state is not StrategyState.FAILED:
+            try:
+                record.strategy.on_stop()
+            except Exception as exc:  # stopping is the way out of trouble: it must not be blocked
+                log.exception("strategy %s: on_stop raised; stopped all the same", strategy_id)
+                body["on_stop_error"] = f"{type(exc).__name__}: {exc}"
+        details = json.dumps(body, sort_keys=True)
         self._record_event(StrategyStopped(self.kernel.clock.now, strategy_id, actor, details))
         record.state = target
         self.kernel.strategies.pop(strategy_id, None)
@@ -431,7 +476,11 @@ class StrategyManager:
             for record in self._by_symbol.get(bar.symbol, ()):
                 strategy = record.strategy
                 if record.state is running and (strategy.warmup_bars() > 0 or strategy.strategy_id in restored):
-                    strategy.on_warmup(bar)
+                    try:
+                        strategy.on_warmup(bar)
+                    except Exception as exc:
+                        self._fail(record, Fault.of("on_warmup", exc))
+                        continue
                     handed += 1
         return handed
 
@@ -441,9 +490,109 @@ class StrategyManager:
             self._close_period(bar.ts)
         self._last_close[bar.symbol] = bar.close
         running = StrategyState.RUNNING
+        budget = self.faults.bar_budget_s
+        clock = self._monotonic
+        started: float | None = None
         for record in self._by_symbol.get(bar.symbol, ()):
-            if record.state is running:
+            if record.state is not running:
+                continue
+            if budget is None:
+                try:
+                    record.strategy.on_bar(bar)
+                except Exception as exc:
+                    self._fail(record, Fault.of("on_bar", exc))
+                continue
+            if started is None:
+                started = clock()
+            try:
                 record.strategy.on_bar(bar)
+            except Exception as exc:
+                self._fail(record, Fault.of("on_bar", exc))
+                started = None
+                continue
+            ended = clock()  # also the start of the next strategy's call: one clock read per call
+            elapsed = ended - started
+            started = ended
+            if elapsed > budget:
+                self._fail(record, Fault.over_budget(elapsed, budget))
+                started = None  # the failure's own work is nobody's bar time
+
+    # --- faults ----------------------------------------------------------------------------------
+    def _deliver_fill(self, strategy: Strategy, fill: OrderFilled) -> None:
+        # the kernel hands each fill to its strategy through here (`Kernel.deliver_fill`)
+        record = self._records.get(fill.strategy_id)
+        if record is None or record.strategy is not strategy:
+            strategy.on_fill(fill)  # not one of ours: as the kernel would
+            return
+        try:
+            strategy.on_fill(fill)
+        except Exception as exc:
+            self._fail(record, Fault.of("on_fill", exc))
+
+    def _fail(self, record: _Record, fault: Fault) -> None:
+        """The strategy's own code failed: FAILED, its open orders cancelled (positions closed if so
+        configured), recorded with the traceback; no further callbacks."""
+        sid = record.strategy.strategy_id
+        if record.state in (StrategyState.FAILED, StrategyState.STOPPED):
+            log.error("strategy %s (%s) raised again in %s: %s", sid, record.state.value, fault.hook, fault.error)
+            return
+        _next(record, Action.FAIL)
+        log.error("strategy %s FAILED in %s: %s\n%s", sid, fault.hook, fault.error, fault.traceback)
+        canceled: list[str] = []
+        flattening: list[str] = []
+        if not self._restoring:  # while restoring, the engine cancels after reconciliation
+            canceled = self._cancel_open(sid)
+            flattening = self._flatten(record) if self.faults.flatten_on_failure else []
+        self._record_event(StrategyFailed(self.kernel.clock.now, sid, "engine", fault.details(canceled, flattening)))
+        self._set_failed(record, fault)
+
+    @contextmanager
+    def restoring(self) -> Iterator[None]:
+        """While open (a restart re-deploying strategies from the log, before reconciliation with the
+        venue), a strategy that fails is recorded FAILED but its orders are left alone: the engine
+        cancels them once the log agrees with the venue (`cancel_open`)."""
+        self._restoring = True
+        try:
+            yield
+        finally:
+            self._restoring = False
+
+    def cancel_open(self, strategy_id: str) -> list[str]:
+        """Request the cancel of every open order of the strategy; returns their ids."""
+        self._record(strategy_id)
+        return self._cancel_open(strategy_id)
+
+    def restore_failed(self, event: StrategyFailed) -> None:
+        """Bring a re-deployed strategy to the FAILED state its logged `StrategyFailed` left it in
+        (a restart: no hook is called, nothing is cancelled or recorded again)."""
+        record = self._record(event.strategy_id)
+        _next(record, Action.FAIL)
+        self._set_failed(record, Fault.from_details(event.details))
+
+    def _set_failed(self, record: _Record, fault: Fault) -> None:
+        record.state = StrategyState.FAILED
+        record.fault = fault
+        self.kernel.strategies.pop(record.strategy.strategy_id, None)  # no more fills handed to it
+
+    def fault(self, strategy_id: str) -> Fault | None:
+        """Why the strategy is FAILED (None when it is not)."""
+        return self._record(strategy_id).fault
+
+    def saved_states(self) -> dict[str, Any]:
+        """Each live strategy's `save_state()` (those returning None left out); one that raises fails."""
+        kept = {}
+        live = (StrategyState.DEPLOYED, StrategyState.RUNNING, StrategyState.PAUSED)
+        for sid, record in list(self._records.items()):
+            if record.state not in live:
+                continue
+            try:
+                state = record.strategy.save_state()
+            except Exception as exc:
+                self._fail(record, Fault.of("save_state", exc))
+                continue
+            if state is not None:
+                kept[sid] = state
+        return kept
 
     def _close_period(self, ts: int) -> None:
         # The first bar of a new timestamp closes the previous one. The broker has already matched

@@ -1,5 +1,7 @@
-"""The control page: strategies, the order ticket with its pre-trade preview, cancel, flatten,
-the emergency stop (with a confirmation and a required reason), resume and limits (admin).
+"""The control page: strategies, the order ticket with its pre-trade preview, cancel, flatten (which
+also works while trading is halted), the emergency stop (with a confirmation, a required reason and an
+optional flatten), resume trading of the account or of one strategy (admin: also re-enables a strategy
+runaway protection disabled) and limits (admin). A FAILED strategy is cleared with Stop.
 
 Controls a role may not use are not shown; whatever the browser sends, `Actions.run` checks the
 session user's role again before a command is written, and audits refusals.
@@ -71,19 +73,22 @@ class ControlPanel(Viewer):
         self.halt_btn = w.Button(name="EMERGENCY STOP", button_type="danger", height=48, width=220)
         self.halt_reason = w.TextInput(name="Reason (required)", placeholder="why trading must stop", width=320,
                                        css_classes=["ql-halt-reason"])
+        self.halt_flatten = w.Checkbox(name="also close every position (flatten)", value=False,
+                                       css_classes=["ql-halt-flatten"])
         self.halt_confirm = w.Button(name="Confirm emergency stop", button_type="danger")
         self.halt_abort = w.Button(name="Do not stop", button_type="light")
         self.halt_dialog = pn.Column(
             html_pane("<b>Stop all trading?</b> Every open order is cancelled and the account is HALTED "
                          "until an admin resumes trading."),
-            self.halt_reason, pn.Row(self.halt_confirm, self.halt_abort),
+            self.halt_reason, self.halt_flatten, pn.Row(self.halt_confirm, self.halt_abort),
             visible=False, styles={"border": "2px solid #cf222e", "padding": "8px", "border-radius": "6px"},
             name="halt-dialog",
         )
         self.halt_btn.on_click(lambda _: setattr(self.halt_dialog, "visible", True))
         self.halt_abort.on_click(lambda _: setattr(self.halt_dialog, "visible", False))
         self.halt_confirm.on_click(lambda _: self._halt())
-        # admin: resume trading, limits
+        # admin: resume trading (the account, or one strategy halted at its scope or disabled), limits
+        self.resume_scope = w.Select(name="Resume", options=["account"], width=200, css_classes=["ql-resume-scope"])
         self.resume_reason = w.TextInput(name="Reason", placeholder="why trading may resume", width=320)
         self.resume_trading_btn = w.Button(name="Resume trading", button_type="success")
         self.resume_trading_btn.on_click(lambda _: self._resume_trading())
@@ -179,13 +184,17 @@ class ControlPanel(Viewer):
         if not reason:
             self._say("an emergency stop needs a reason", "warning")
             return
-        if self.act("halt", {"reason": reason}) is not None:
+        payload: dict[str, Any] = {"reason": reason, **({"flatten": True} if self.halt_flatten.value else {})}
+        if self.act("halt", payload) is not None:
             self.halt_dialog.visible = False
             self.halt_reason.value = ""
+            self.halt_flatten.value = False
 
     def _resume_trading(self) -> None:
         reason = (self.resume_reason.value or "").strip()
-        self.act("resume_trading", {"reason": reason} if reason else {})
+        scope = self.resume_scope.value
+        payload = {k: v for k, v in (("reason", reason), ("strategy_id", None if scope == "account" else scope)) if v}
+        self.act("resume_trading", payload)
 
     def _set_limit(self) -> None:
         name, value, scope = self.l_name.value, (self.l_value.value or "").strip(), self.l_scope.value
@@ -222,6 +231,7 @@ class ControlPanel(Viewer):
         _set_options(self.open_order, opens)
         _set_options(self.flatten_scope, ["whole account", *sids])
         _set_options(self.l_scope, ["account", *sids])
+        _set_options(self.resume_scope, ["account", *sids])
 
     def _refresh_commands(self, force: bool = False) -> None:
         cmds = self.context.read_model.commands(15)
@@ -255,7 +265,7 @@ class ControlPanel(Viewer):
             visible=trader, sizing_mode="stretch_width", name="trader-controls",
         )
         admin_controls = pn.Column(
-            section("Resume trading (admin)", pn.FlexBox(self.resume_reason, self.resume_trading_btn)),
+            section("Resume trading (admin)", pn.FlexBox(self.resume_scope, self.resume_reason, self.resume_trading_btn)),
             section("Risk limits (admin)", pn.FlexBox(self.l_scope, self.l_name, self.l_value, self.l_reason,
                                                       self.limit_btn)),
             visible=admin, sizing_mode="stretch_width", name="admin-controls",

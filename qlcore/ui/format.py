@@ -73,6 +73,7 @@ CSS = """
 .ql-badge.ACTIVE { background: #1a7f37; } .ql-badge.REDUCING { background: #bf8700; }
 .ql-badge.HALTED { background: #cf222e; } .ql-badge.STALE { background: #cf222e; }
 .ql-badge.PAUSED { background: #bf8700; } .ql-badge.RUNNING { background: #1a7f37; }
+.ql-badge.FAILED { background: #cf222e; } .ql-fault { font-size: 12px; color: #cf222e; }
 .ql-bar { background: #eaeef2; border-radius: 4px; height: 10px; min-width: 80px; }
 .ql-bar > div { height: 10px; border-radius: 4px; }
 .ql-scroll { overflow: auto; }

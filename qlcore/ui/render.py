@@ -46,9 +46,19 @@ def state_badge(state: Any) -> str:
     return f"<span class='ql-badge {esc(state)}'>{esc(state)}</span>"
 
 
+def _strategy_state(s: dict[str, Any]) -> str:
+    """Its lifecycle state; its trading mode when that is not ACTIVE; why it FAILED."""
+    cell = state_badge(s.get("state"))
+    if s.get("mode") not in (None, "ACTIVE"):
+        cell += f" {state_badge(s.get('mode'))}"
+    if s.get("fault"):
+        cell += f"<div class='ql-fault'>{esc(s['fault'])}</div>"
+    return cell
+
+
 def strategies_html(view: EngineView | None) -> str:
     rows = [[
-        esc(s.get("strategy_id")), state_badge(s.get("state")), esc(",".join(s.get("symbols") or [])),
+        esc(s.get("strategy_id")), _strategy_state(s), esc(",".join(s.get("symbols") or [])),
         money(s.get("capital")), pnl_html(s.get("pnl")), money(s.get("exposure")), qty(s.get("trades")),
         money(s.get("sharpe")), pct(s.get("max_drawdown")), qty(s.get("open_orders")),
     ] for s in _snap(view, "strategies") or []]

@@ -116,3 +116,33 @@ def test_emergency_stop_cancels_orders_halts_everywhere_and_is_audited(halt_desk
               + repr([(c.kind, c.status, c.reason) for c in model.commands(3)]))
     expect(admin.locator("#trading-mode")).to_have_text("ACTIVE", timeout=WAIT)
     admin.context.close()
+
+
+def test_an_emergency_stop_with_flatten_then_a_flatten_while_halted_and_a_strategy_scoped_resume(halt_desk, browser) -> None:
+    desk = halt_desk
+    model = ReadModel(desk.url, cache_s=0)
+    page = login(browser, desk.base, "admin", PASSWORDS["admin"], "control")
+    page.get_by_role("button", name="EMERGENCY STOP").click()
+    page.locator(".ql-halt-reason input").fill("close the book")
+    page.locator(".ql-halt-reason input").press("Tab")
+    page.locator(".ql-halt-flatten input").check()
+    page.get_by_role("button", name="Confirm emergency stop").click()
+    expect(page.get_by_text(re.compile(r"halt sent as command #\d+ by admin"))).to_be_visible(timeout=WAIT)
+    halt = _wait_for(lambda: [c for c in model.commands(10) if c.kind == "halt" and c.status == "accepted"
+                              and c.payload.get("flatten") is True], "the halt with flatten accepted")[0]
+    assert "flatten order(s)" in halt.reason
+    expect(page.locator("#trading-mode")).to_have_text("HALTED", timeout=WAIT)
+
+    page.get_by_role("button", name="Flatten").click()  # the whole account, while halted
+    flatten = _wait_for(lambda: [c for c in model.commands(10) if c.kind == "flatten" and c.status != "pending"
+                                 and c.status != "taken"], "the flatten's outcome")[0]
+    assert flatten.status == "accepted", flatten.reason
+
+    page.locator(".ql-resume-scope select").select_option("demo-sma-aapl")
+    page.get_by_role("button", name="Resume trading").click()
+    resumed = _wait_for(lambda: [c for c in model.commands(10) if c.kind == "resume_trading"
+                                 and c.payload.get("strategy_id") == "demo-sma-aapl" and c.status == "refused"],
+                        "the strategy-scoped resume answered")[0]
+    assert "nothing to resume" in resumed.reason  # only the account is halted: the strategy's own scope is ACTIVE
+    assert getattr(model.status(), "trading_mode", None) == "HALTED"
+    page.context.close()

@@ -93,3 +93,53 @@ def test_engine_process_takes_cli_commands_and_reports_fills_and_positions(tmp_p
     assert _status(env)["state"] == "stopped"
     late = _cli(env, "order", "submit", "--strategy", "d", "--symbol", "AAPL", "--side", "BUY", "--qty", "1", "--wait", "0.5", check=False)
     assert late.returncode == 3 and "is `qlcore engine` running?" in late.stderr
+
+
+def _held(snap: dict, strategy_id: str, symbol: str) -> Decimal:
+    return sum((Decimal(p["quantity"]) for p in snap["positions"] if (p["strategy_id"], p["symbol"]) == (strategy_id, symbol)),
+               Decimal(0))
+
+
+def test_halt_flatten_and_resume_trading_through_the_cli_on_an_engine_process(tmp_path: Path):
+    env = {**os.environ, "QLCORE_DATA_DIR": str(tmp_path), "QLCORE_USER": "alice"}
+    env.pop("QLCORE_DB_URL", None)
+    risk = tmp_path / "risk.toml"
+    risk.write_text('[modes]\nauthorised = ["risk-officer"]\n')
+    log = (tmp_path / "engine.log").open("w")
+    engine = subprocess.Popen(
+        [*QLCORE, "engine", "--speed", "40", "--symbols", "AAPL,MSFT", "--risk-config", str(risk)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    buy = ("order", "submit", "--strategy", "desk", "--symbol", "MSFT", "--side", "BUY")
+    try:
+        _wait(env, engine, lambda s: s["state"] == "running" and s.get("feed", {}).get("bars", 0) > 0)
+        _cli(env, *buy, "--qty", "10")
+        _wait(env, engine, lambda s: _held(s, "desk", "MSFT") == 10)
+
+        halted = _cli(env, "halt", "--reason", "end to end check")
+        assert "accepted: account HALTED" in halted.stdout
+        assert _status(env)["account"]["mode"] == "HALTED"
+        denied = _cli(env, *buy, "--qty", "1", check=False)
+        assert denied.returncode == 1 and "HALTED" in denied.stderr
+        flattened = _cli(env, "flatten")  # while halted: closing orders still pass
+        assert "accepted: flatten of the whole account: 1 order(s)" in flattened.stdout
+        _wait(env, engine, lambda s: _held(s, "desk", "MSFT") == 0)
+
+        refused = _cli(env, "resume-trading", "--reason", "I want to trade", check=False)
+        assert refused.returncode == 1 and "'alice' is not authorised" in refused.stderr
+        assert _status(env)["account"]["mode"] == "HALTED"
+        resumed = _cli(env, "resume-trading", "--user", "risk-officer", "--reason", "checked")
+        assert "accepted: account ACTIVE again" in resumed.stdout
+        assert _status(env)["account"]["mode"] == "ACTIVE"
+
+        _cli(env, *buy, "--qty", "5")
+        _wait(env, engine, lambda s: _held(s, "desk", "MSFT") == 5)
+        stopped = _cli(env, "halt", "--flatten", "--reason", "close it all")
+        assert "accepted: account HALTED" in stopped.stdout and "1 flatten order(s)" in stopped.stdout
+        snap = _wait(env, engine, lambda s: _held(s, "desk", "MSFT") == 0)
+        assert snap["account"]["mode"] == "HALTED" and snap["state"] == "running"
+    finally:
+        engine.send_signal(signal.SIGINT)
+        code = engine.wait(30)
+        log.close()
+    assert code == 0, (tmp_path / "engine.log").read_text()[-2000:]

@@ -30,6 +30,7 @@ from qlcore.strategies.manager import (
     Action,
     InvalidStrategyTransition,
     StrategyDeployed,
+    StrategyFailed,
     StrategyManager,
     StrategyPaused,
     StrategyResumed,
@@ -118,7 +119,34 @@ def test_transition_table_has_exactly_the_lifecycle_edges():
         (S.RUNNING, A.STOP): S.STOPPED,
         (S.PAUSED, A.RESUME): S.RUNNING,
         (S.PAUSED, A.STOP): S.STOPPED,
+        (S.DEPLOYED, A.FAIL): S.FAILED,
+        (S.RUNNING, A.FAIL): S.FAILED,
+        (S.PAUSED, A.FAIL): S.FAILED,
+        (S.FAILED, A.STOP): S.STOPPED,
     }
+
+
+class Fragile(Probe):
+    """A probe whose on_start, on_bar and save_state raise while `explode` is set."""
+
+    name = "fragile"
+    explode = False
+
+    def _check(self) -> None:
+        if self.explode:
+            raise RuntimeError("boom")
+
+    def on_start(self) -> None:
+        self._check()
+        super().on_start()
+
+    def on_bar(self, bar: Bar) -> None:
+        self._check()
+        super().on_bar(bar)
+
+    def save_state(self) -> dict[str, Any] | None:
+        self._check()
+        return None
 
 
 def test_illegal_actions_raise_naming_strategy_state_and_action():
@@ -141,17 +169,37 @@ def test_illegal_actions_raise_naming_strategy_state_and_action():
 @given(st.lists(st.sampled_from(list(Action)), max_size=12))
 def test_any_action_sequence_follows_the_table_and_illegal_ones_change_nothing(actions):
     h = Harness()
-    h.manager.deploy(PROBE, symbols=["AAA"], allocation=1000, strategy_id="p1", start=False)
+    probe = h.manager.deploy(f"{__name__}:Fragile", symbols=["AAA"], allocation=1000, strategy_id="p1", start=False)
+
+    def fail() -> None:
+        # the strategy's own code raises in whatever hook its state calls next; in FAILED or STOPPED
+        # nothing calls it, so nothing changes
+        probe.explode = True
+        try:
+            state = h.manager.state("p1")
+            if state is StrategyState.DEPLOYED:
+                h.manager.start("p1")
+            elif state is StrategyState.RUNNING:
+                h.bars(1)
+            else:
+                h.manager.saved_states()
+        finally:
+            probe.explode = False
+
     do = {
         Action.START: lambda: h.manager.start("p1"),
         Action.PAUSE: lambda: h.manager.pause("p1"),
         Action.RESUME: lambda: h.manager.resume("p1"),
         Action.STOP: lambda: h.manager.stop("p1"),
+        Action.FAIL: fail,
     }
     expected = StrategyState.DEPLOYED
     for action in actions:
         target = TRANSITIONS.get((expected, action))
-        if target is None:
+        if action is Action.FAIL:
+            fail()
+            expected = target or expected  # the manager takes FAIL itself: never raised at the caller
+        elif target is None:
             with pytest.raises(InvalidStrategyTransition):
                 do[action]()
         else:
@@ -160,6 +208,16 @@ def test_any_action_sequence_follows_the_table_and_illegal_ones_change_nothing(a
         assert h.manager.state("p1") is expected
     lifecycle = [type(e) for e in h.manager.events[1:]]
     assert lifecycle.count(StrategyStopped) == (expected is StrategyState.STOPPED)
+    assert lifecycle.count(StrategyFailed) == (StrategyState.FAILED in _path(actions))
+
+
+def _path(actions: list[Action]) -> list[StrategyState]:
+    """The states the table takes a freshly deployed strategy through, illegal actions skipped."""
+    state, path = StrategyState.DEPLOYED, [StrategyState.DEPLOYED]
+    for action in actions:
+        state = TRANSITIONS.get((state, action), state)
+        path.append(state)
+    return path
 
 
 def test_deploy_without_start_stays_deployed_and_gets_no_bars():
