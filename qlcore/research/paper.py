@@ -7,10 +7,10 @@ strategy manager, and lets the service run until the feed is exhausted. The fill
 a `BacktestResult` the way a backtest's do, so the notebook's summary, plot and limit checks read
 the same objects in either mode.
 
-What the paper engine does that the backtest engine does not shows in the numbers: its venue fills a
-market order at the last price when it arrives (the backtest at the next bar), its data gate
-quarantines spikes, and its risk chain and monitors run. On the IBM sample with the template's
-defaults both make 63 trades; final equity differs by the fills.
+The paper engine fills as the backtest does (the next bar's open, the same fees and slippage);
+what it adds shows in the numbers: its data gate quarantines spikes (named in `PaperRun.quarantined`),
+and its risk chain and monitors run. `paper_run` is the one paper run on a replay, shared with the
+paper parity check (`qlcore.research.paper_parity`).
 """
 from __future__ import annotations
 
@@ -20,17 +20,23 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from qlcore.data.feed import ReplayFeed
+from qlcore.engine.config import BacktestConfig
+from qlcore.events.types import OrderFilled
+from qlcore.model.market import Bar
+
 PAPER_ENGINE_ID = "notebook-paper"
 
 
 @contextmanager
-def _no_fsync() -> Iterator[None]:
+def no_fsync() -> Iterator[None]:
     # The run's store is deleted when it ends: its commits need no fsync (QLCORE_SQLITE_SYNC=NORMAL, read
     # by every SQLite connection the run opens; about 4x faster for the IBM sample). Restored after.
     before = os.environ.get("QLCORE_SQLITE_SYNC")
@@ -44,6 +50,57 @@ def _no_fsync() -> Iterator[None]:
             os.environ["QLCORE_SQLITE_SYNC"] = before
 
 
+@dataclass
+class PaperRun:
+    """What a paper run on a replay made: its fills, the bars its gate passed, its final state."""
+
+    fills: list[OrderFilled]
+    bars: list[Bar]
+    final_equity: Decimal
+    quarantined: list[str]  # "SYMBOL date: reason" of each bar the ingestion gate kept out
+    state: Any  # the engine's TradingState at the end
+    strategy: Any  # the deployed strategy
+    events: int
+
+
+def paper_run(strategy: str, params: Mapping[str, Any], frames: Mapping[str, pd.DataFrame], config: BacktestConfig,
+              folder: Path, *, engine_id: str = PAPER_ENGINE_ID, strategy_id: str | None = None) -> PaperRun:
+    """The paper engine (`EngineService`, the process `qlcore engine` runs) on a replay of `frames` with
+    every step due at once, to the end of the data, with `config`'s cash, fees and slippage and the
+    backtest's fill convention; its store and venue ledger in `folder`."""
+    from qlcore.engine.service import EngineConfig, EngineService
+    from qlcore.engine.snapshot import marked_equity
+    from qlcore.events.facts import DataQuarantined
+
+    if not frames:
+        raise ValueError("a paper run needs at least one bar frame")
+    folder.mkdir(parents=True, exist_ok=True)
+    engine_config = EngineConfig(
+        engine_id=engine_id, url=f"sqlite:///{folder / 'paper.db'}", venue_path=folder / "paper-venue.sqlite",
+        symbols=tuple(frames), initial_cash=config.initial_cash, default_capital=config.initial_cash,
+        fee_bps=config.fee_bps, min_fee=config.min_fee, slippage_bps=config.slippage_bps, fill_on_arrival=False,
+        exit_when_done=True, poll_interval_s=0.0, heartbeat_s=3600.0, derived_state_s=1e9,
+    )
+    service = EngineService(engine_config, feed=ReplayFeed(dict(frames), step_seconds=None))
+    fills: list[OrderFilled] = []
+    bars: list[Bar] = []
+    service.kernel.fill_listeners.append(fills.append)
+    service.bar_listeners.append(bars.append)
+    try:
+        service.start()
+        deployed = service.manager.deploy(strategy, dict(params), symbols=list(frames),
+                                          allocation=config.initial_cash, strategy_id=strategy_id or strategy,
+                                          actor=f"{engine_id}:paper")
+        service.run()
+        quarantined = [f"{e.symbol} {pd.Timestamp(e.bar_ts).date()}: {e.reason}"
+                       for e in service.store.events(engine_config.stream) if isinstance(e, DataQuarantined)]
+    finally:
+        service.venue.close()
+        service.db.dispose()
+    state = service.kernel.state
+    return PaperRun(fills, bars, marked_equity(state), quarantined, state, deployed, service.kernel.events_emitted)
+
+
 def run_paper(
     frames: Mapping[str, pd.DataFrame],
     strategy: str,
@@ -52,45 +109,21 @@ def run_paper(
     initial_cash: Decimal | int | str = 100_000,
     fee_bps: Decimal | int | str = 0,
 ) -> Any:
-    """Run `strategy` with `params` on the paper engine over `frames`; a `BacktestResult` of that run.
-
-    The replay is as fast as the engine takes it: every bar is due at once (a clock that stands still),
-    and the engine takes one feed step a turn, so an order reaches the venue at the bar that made it."""
-    from qlcore.data.feed import ManualClock, ReplayFeed
+    """Run `strategy` with `params` on the paper engine over `frames`; a `BacktestResult` of that run."""
     from qlcore.engine.backtest import _data_info, _equity_curve, _timeline
-    from qlcore.engine.config import BacktestConfig
-    from qlcore.engine.service import EngineConfig, EngineService
-    from qlcore.events.types import OrderFilled
     from qlcore.portfolio.result import BacktestResult
 
     if not frames:
         raise ValueError("run_paper needs at least one bar frame")
-    cash, fee = Decimal(str(initial_cash)), Decimal(str(fee_bps))
+    config = BacktestConfig(initial_cash=Decimal(str(initial_cash)), fee_bps=Decimal(str(fee_bps)))
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="qlcore-paper-") as tmp, _no_fsync():
-        config = EngineConfig(
-            engine_id=PAPER_ENGINE_ID, url=f"sqlite:///{Path(tmp) / 'paper.db'}",
-            venue_path=Path(tmp) / "venue.sqlite", feed="replay", symbols=tuple(frames),
-            initial_cash=cash, default_capital=cash, fee_bps=fee, exit_when_done=True, poll_interval_s=0.0,
-            max_feed_steps_per_turn=1,
-        )
-        service = EngineService(config, feed=ReplayFeed(frames, step_seconds=None, clock=ManualClock()))
-        fills: list[OrderFilled] = []
-        service.kernel.fill_listeners.append(fills.append)
-        try:
-            service.start()
-            deployed = service.manager.deploy(strategy, params, symbols=list(frames), allocation=cash,
-                                              strategy_id=strategy, actor="notebook:paper")
-            service.run()
-        finally:
-            service.venue.close()
-            service.db.dispose()
-        state = service.kernel.state
-        ts_all, _, _ = _timeline(dict(frames))
-        equity, exposure = _equity_curve(dict(frames), ts_all, fills, float(cash))
-        return BacktestResult.build(
-            run_id=f"paper-{uuid.uuid4().hex[:8]}", strategies=[deployed], config=BacktestConfig(initial_cash=cash, fee_bps=fee),
-            data=[_data_info(sym, df) for sym, df in frames.items()], state=state, state_hash=state.state_hash(),
-            fills=fills, equity=equity, exposure=exposure, events=service.kernel.events_emitted, bars=len(ts_all),
-            elapsed=time.perf_counter() - started,
-        )
+    with tempfile.TemporaryDirectory(prefix="qlcore-paper-") as tmp, no_fsync():
+        run = paper_run(strategy, params, frames, config, Path(tmp))
+    ts_all, _, _ = _timeline(dict(frames))
+    equity, exposure = _equity_curve(dict(frames), ts_all, run.fills, float(config.initial_cash))
+    return BacktestResult.build(
+        run_id=f"paper-{uuid.uuid4().hex[:8]}", strategies=[run.strategy], config=config,
+        data=[_data_info(sym, df) for sym, df in frames.items()], state=run.state, state_hash=run.state.state_hash(),
+        fills=run.fills, equity=equity, exposure=exposure, events=run.events, bars=len(ts_all),
+        elapsed=time.perf_counter() - started,
+    )

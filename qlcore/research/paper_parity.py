@@ -22,11 +22,10 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from qlcore.data.feed import ReplayFeed
 from qlcore.engine import BacktestConfig, BacktestEngine
-from qlcore.events.types import OrderFilled
 from qlcore.model.market import Bar
 from qlcore.research.inputs import DataLike, as_frames
+from qlcore.research.paper import no_fsync, paper_run
 from qlcore.strategies import create_strategy, strategy_class
 
 CENT = Decimal("0.01")
@@ -154,10 +153,12 @@ def paper_parity(
     checked = create_strategy(strategy, params)  # converts and checks the parameters, before any work
     frames = as_frames(data)
     if workdir is None:
-        with tempfile.TemporaryDirectory(prefix="qlcore-paper-parity-") as tmp:
-            paper = _run_paper(strategy, params, frames, config, Path(tmp))
+        with tempfile.TemporaryDirectory(prefix="qlcore-paper-parity-") as tmp, no_fsync():
+            paper = paper_run(strategy, params, frames, config, Path(tmp), engine_id="paper-parity",
+                              strategy_id=STRATEGY_ID)
     else:
-        paper = _run_paper(strategy, params, frames, config, Path(workdir))
+        paper = paper_run(strategy, params, frames, config, Path(workdir), engine_id="paper-parity",
+                          strategy_id=STRATEGY_ID)
     passed = _passed_frames(frames, paper.bars)
     backtest = BacktestEngine(config, run_id="paper-parity").add_strategy(
         create_strategy(strategy, params, strategy_id=STRATEGY_ID), list(frames)
@@ -174,53 +175,6 @@ def paper_parity(
         bars=len(paper.bars),
         quarantined=paper.quarantined,
     )
-
-
-@dataclass
-class _PaperRun:
-    fills: list[OrderFilled]
-    bars: list[Bar]
-    final_equity: Decimal
-    quarantined: list[str]
-
-
-def _run_paper(
-    strategy: str, params: dict[str, Any], frames: dict[str, pd.DataFrame], config: BacktestConfig, folder: Path
-) -> _PaperRun:
-    """The paper engine on a replay of `frames` with every step due at once, to the end of the data."""
-    from qlcore.engine.service import EngineConfig, EngineService
-    from qlcore.engine.snapshot import marked_equity
-    from qlcore.events.facts import DataQuarantined
-
-    folder.mkdir(parents=True, exist_ok=True)
-    engine_config = EngineConfig(
-        engine_id="paper-parity",
-        url=f"sqlite:///{folder / 'paper-parity.db'}",
-        venue_path=folder / "paper-parity-venue.sqlite",
-        symbols=tuple(frames),
-        initial_cash=config.initial_cash,
-        fee_bps=config.fee_bps,
-        min_fee=config.min_fee,
-        slippage_bps=config.slippage_bps,
-        fill_on_arrival=False,
-        exit_when_done=True,
-        heartbeat_s=3600.0,
-        derived_state_s=1e9,
-    )
-    service = EngineService(engine_config, feed=ReplayFeed(frames, step_seconds=None))
-    run = _PaperRun([], [], Decimal(0), [])
-    service.kernel.fill_listeners.append(run.fills.append)
-    service.bar_listeners.append(run.bars.append)
-    service.start()
-    service.manager.deploy(strategy, params, symbols=list(frames), allocation=config.initial_cash,
-                           strategy_id=STRATEGY_ID, actor="paper-parity")
-    service.run()
-    run.final_equity = marked_equity(service.kernel.state)
-    run.quarantined = [
-        f"{e.symbol} {pd.Timestamp(e.bar_ts).date()}: {e.reason}"
-        for e in service.store.events(engine_config.stream) if isinstance(e, DataQuarantined)
-    ]
-    return run
 
 
 def _passed_frames(frames: dict[str, pd.DataFrame], bars: list[Bar]) -> dict[str, pd.DataFrame]:
