@@ -35,10 +35,13 @@ def resolve_user(user: str | None) -> str:
 
 
 def _send(kind: str, payload: dict[str, Any], *, user: str | None, db: str | None, engine_id: str, wait: float) -> None:
+    from qlcore.audit.log import AuditLog
+    from qlcore.audit.recorder import AuditRecorder
     from qlcore.cli import UserError
     from qlcore.control.commands import CommandError, CommandLimitError, CommandQueue
 
-    queue = CommandQueue(db)
+    # a command refused at submission (malformed, or over its sender's bounds) is audited here
+    queue = CommandQueue(db, audit=AuditRecorder(AuditLog(db, conflict_retries=20)))
     try:
         command_id = queue.submit(resolve_user(user), kind, payload, target=engine_id)
     except CommandError as exc:

@@ -200,6 +200,9 @@ def test_the_cli_refuses_at_once_naming_the_bound_and_a_halt_still_goes_through(
     halted = CliRunner().invoke(app, ["halt", "--reason", "x", "--user", "trader", "--wait", "0", "--db", sqlite_url])
     assert halted.exit_code == 0, halted.output
     assert [c.kind for c in CommandQueue(sqlite_url).history()] == ["halt", "order.submit"]
+    with CommandQueue(sqlite_url).engine.connect() as conn:
+        audited = conn.execute(select(audit_log.c.actor, audit_log.c.details)).all()
+    assert [(a, "max_pending" in d) for a, d in audited] == [("user:trader", True)]
     dispose_all()
 
 
