@@ -53,6 +53,8 @@ def _engine(folder: Path, name: str, symbols: tuple[str, ...], **kw: object) -> 
         venue_path=folder / f"{name}-venue.sqlite",
         symbols=symbols,
         speed=1.0,
+        feed_stale_s=1e9,  # the feed is silent on purpose: the watch must not reduce the account
+        feed_reduce_s=1e9,
         **kw,  # type: ignore[arg-type]
     )
     engine = EngineService(config, feed=_Silent())

@@ -125,6 +125,11 @@ def engine_cmd(
     exit_when_done: Annotated[bool, typer.Option(help="stop when the feed is exhausted")] = False,
     seed: Annotated[int, typer.Option(help="seed of the synthetic feed")] = 0,
     venue_path: Annotated[Path | None, typer.Option(help="the paper venue's ledger file")] = None,
+    feed_stale_s: Annotated[float, typer.Option(help="wall seconds without a bar before an alert")] = 5.0,
+    feed_reduce_s: Annotated[float, typer.Option(help="wall seconds without a bar before the account goes REDUCING")] = 30.0,
+    feed_calendar: Annotated[
+        str | None, typer.Option(help="count silence only in this exchange's sessions (e.g. XNYS; a live feed)")
+    ] = None,
     db: Db = None,
 ) -> None:
     """Run the paper engine in the foreground until Ctrl-C (state rebuilt and reconciled at start)."""
@@ -154,6 +159,9 @@ def engine_cmd(
             exit_when_done=exit_when_done,
             seed=seed,
             venue_path=venue_path,
+            feed_stale_s=feed_stale_s,
+            feed_reduce_s=feed_reduce_s,
+            feed_calendar=feed_calendar,
         )
         service = EngineService(config)
         service.install_signal_handlers()
