@@ -284,15 +284,20 @@ def data_check(
     path: Annotated[Path, typer.Argument(help="a CSV or Parquet bar file")],
     repair: Annotated[bool, typer.Option(help="apply the well-defined repairs (sort, dedupe, clip, merge)")] = False,
 ) -> None:
-    """Validate a bar file and print its quality report; exit 1 if it has errors."""
+    """Validate a bar file and print its quality report; exit 2 if it has issues (bad input)."""
     from qlcore.data import inspect_file
 
     if not path.exists():
         raise FileNotFoundError(f"data file not found: {path}")
-    report = inspect_file(path, repair=repair)
+    try:
+        report = inspect_file(path, repair=repair)
+    except ValueError as exc:  # not a .csv or .parquet name
+        raise UserError(str(exc)) from None
     typer.echo(str(report))
     if report.issues:
-        raise typer.Exit(1)
+        first = report.issues[0]
+        typer.secho(f"error: {first}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
 
 
 @app.command()
