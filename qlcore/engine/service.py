@@ -56,6 +56,7 @@ from qlcore.events.facts import (
     CommandCompleted,
     DataQuarantined,
     EngineStarted,
+    EngineStateRecorded,
     EngineStopped,
     FeedResumed,
     FeedStale,
@@ -439,6 +440,9 @@ class EngineService:
             self.writer.flush()
             self.manager.sample()
             self.kernel.emit(EngineStopped(self.clock.now, self.config.engine_id, self._stop_reason))
+            # last: the state a replay of the log must reproduce (`qlcore replay --verify`)
+            self.kernel.emit(EngineStateRecorded(self.clock.now, self.config.engine_id,
+                                                 self.kernel.state.state_hash()))
             self.writer.flush()
             self.audit.log.flush()
             self._save_derived()

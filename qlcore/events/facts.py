@@ -227,6 +227,16 @@ class EngineStopped(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class EngineStateRecorded(Event):
+    """The engine's trading state hash at a clean stop: the last event it writes, after `EngineStopped`,
+    which a replay of the stream must reproduce (the engine's counterpart of `RunFinished`)."""
+
+    ts: int
+    engine_id: str
+    state_hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class CommandCompleted(Event):
     """The engine's outcome for one command of the command table: accepted, or refused with `reason`."""
 
@@ -325,6 +335,7 @@ FACT_EVENTS: tuple[type[Event], ...] = (
     StrategyDisabled,
     EngineStarted,
     EngineStopped,
+    EngineStateRecorded,
     CommandCompleted,
     ReconciliationStarted,
     ReconciliationDifference,
