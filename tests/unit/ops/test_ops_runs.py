@@ -124,10 +124,12 @@ def test_a_hanging_notebook_is_stopped_at_its_timeout_with_its_kernel(tmp_path):
     pid_file = tmp_path / "kernel.pid"
     body = f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(600)\n"
     nb = write_notebook(tmp_path / "n.ipynb", "x = 1\n", body)
-    make_job(tmp_path, nb, timeout_s=4)
+    # the timeout covers the whole run, the child's start and its kernel's included: 20 s leaves a
+    # loaded machine the time to reach the hanging cell (with 4 s a busy run was stopped before it)
+    make_job(tmp_path, nb, timeout_s=20)
     stopped = run(tmp_path)  # the cell sleeps 600 s: returning at all means it was stopped
     assert stopped.status == "timeout" and stopped.failing_cell == 3
-    assert "exceeded 4 s" in stopped.error
+    assert "exceeded 20 s" in stopped.error
     saved = nbformat.read(stopped.output_path, as_version=4)  # as papermill last saved it: cell 3 running
     assert saved.cells[-1].metadata["papermill"]["status"] == "running"
     kernel = int(pid_file.read_text())
