@@ -54,6 +54,8 @@ def _engine(folder: Path, name: str, symbols: tuple[str, ...], **kw: object) -> 
         symbols=symbols,
         speed=1.0,
         fill_on_arrival=True,  # the order path measured ends with its fill, in the same turn
+        feed_stale_s=1e9,  # the feed is silent on purpose: the watch must not reduce the account
+        feed_reduce_s=1e9,
         **kw,  # type: ignore[arg-type]
     )
     engine = EngineService(config, feed=_Silent())

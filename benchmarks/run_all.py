@@ -116,6 +116,13 @@ def service_summary(extra: dict) -> list[dict]:
         rows.append(("scheduled run overhead p50 s", o["p50_s"], "<= 3", o["p50_s"] <= 3))
         if not q.get("skipped"):
             rows.append(("scheduler misfires", q["misfires"], "0", q["misfires"] == 0 and q["ok"]))
+    data = extra.get("data")
+    if data:
+        for key, what, target in (("synthetic_bars_1m_s", "1M synthetic bars, s", 2.0),
+                                  ("metrics_1m_bars_s", "metrics over 1M bars, s", 1.0),
+                                  ("load_1min_file_s", "load the 1-minute file, s", 1.0)):
+            if key in data:
+                rows.append((what, data[key], f"< {target:g}", data[key] < target))
     return [{"figure": f, "value": v, "target": t, "met": m} for f, v, t, m in rows]
 
 
@@ -161,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                                            "--realtime", "10"] if args.quick else []),
             ("risk", "bench_risk.py", ["--orders", "5000"] if args.quick else []),
             ("scheduler", "bench_scheduler.py", ["--runs", "5", "--fires", "0"] if args.quick else []),
+            ("data", "bench_data.py", ["--repeat", "1"] if args.quick else []),
         ]
         for name, script, script_args in services:
             out = Path(tmp) / f"{name}.json"

@@ -192,11 +192,16 @@ def _print_result(result: Any) -> None:
 
 @app.command()
 def replay(
-    run_id: Annotated[str, typer.Argument(help="run id (see `qlcore runs`)")],
+    run_id: Annotated[str, typer.Argument(help="run id (see `qlcore runs`), or an engine's stream (engine-<id>) or id")],
     verify: Annotated[bool, typer.Option("--verify", help="fail unless the replayed state hash equals the recorded one")] = False,
     db: Annotated[str | None, typer.Option(help="store URL")] = None,
 ) -> None:
-    """Rebuild a run's orders, positions and account from its stored events."""
+    """Rebuild a run's (or an engine's) orders, positions and account from its stored events.
+
+    An engine records its state hash as its last event when it stops cleanly; while it runs, or
+    after a crash, there is none at the end, and --verify checks the log's integrity (every event
+    read in sequence with its checksum, and applied) and prints the replayed hash.
+    """
     from qlcore.events import EventStore
     from qlcore.events.replay import replay as do_replay
     from qlcore.store.db import connect
@@ -207,19 +212,32 @@ def replay(
         record = get_run(engine, run_id)
     except UnknownRunError:
         record = None
+    store = EventStore(engine=engine)
     try:
-        result = do_replay(EventStore(engine=engine), run_id)
+        result = do_replay(store, run_id)
     except LookupError as exc:
-        raise UserError(str(exc).strip("'\"")) from None
+        if record is not None or run_id.startswith("engine-"):
+            raise UserError(str(exc).strip("'\"")) from None
+        try:  # an engine id given for its stream
+            result = do_replay(store, f"engine-{run_id}")
+        except LookupError:
+            raise UserError(str(exc).strip("'\"")) from None
+        run_id = result.stream
+    engine_stream = record is None and run_id.startswith("engine-")
     state = result.state
     replayed = result.state_hash
     typer.echo(f"run {run_id}: {result.events:,} events replayed")
     typer.echo(f"  orders {len(state.orders)}, positions {sum(1 for p in state.positions.values() if p.quantity)} open")
     typer.echo(f"  cash {state.cash:,.2f}, equity {state.equity():,.2f}")
     typer.echo(f"  replayed state hash  {replayed}")
-    typer.echo(f"  recorded (event log) {result.recorded_hash}")
+    typer.echo(f"  recorded (event log) {result.recorded_hash or 'none'}")
     if record is not None:
         typer.echo(f"  recorded (run table) {record.state_hash}")
+    if verify and engine_stream and result.recorded_hash is None:
+        typer.secho(f"verified: the log is intact ({result.events:,} events in sequence, checksums good, all applied); "
+                    "no state hash follows them (the engine is running, or did not stop cleanly): "
+                    f"replayed state hash {replayed}", fg=typer.colors.GREEN)
+        return
     if verify:
         ok = result.recorded_hash == replayed and (record is None or record.state_hash == replayed)
         if record is not None and record.final_equity is not None and Decimal(record.final_equity) != state.equity():
@@ -284,15 +302,20 @@ def data_check(
     path: Annotated[Path, typer.Argument(help="a CSV or Parquet bar file")],
     repair: Annotated[bool, typer.Option(help="apply the well-defined repairs (sort, dedupe, clip, merge)")] = False,
 ) -> None:
-    """Validate a bar file and print its quality report; exit 1 if it has errors."""
+    """Validate a bar file and print its quality report; exit 2 if it has issues (bad input)."""
     from qlcore.data import inspect_file
 
     if not path.exists():
         raise FileNotFoundError(f"data file not found: {path}")
-    report = inspect_file(path, repair=repair)
+    try:
+        report = inspect_file(path, repair=repair)
+    except ValueError as exc:  # not a .csv or .parquet name
+        raise UserError(str(exc)) from None
     typer.echo(str(report))
     if report.issues:
-        raise typer.Exit(1)
+        first = report.issues[0]
+        typer.secho(f"error: {first}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
 
 
 @app.command()

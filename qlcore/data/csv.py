@@ -11,6 +11,11 @@ Recognised headers (case, spaces and underscores in names are ignored):
   right after the date and holding a time (the published ``futures-2006-01-02-1min.csv``):
   the missing ``Time`` name is inserted, the file is not rejected.
 
+The file must be UTF-8 text (a byte-order mark is allowed) with lines of at most `MAX_LINE_BYTES`;
+anything else (another encoding, binary data, a directory, a line of megabytes, fields separated by
+``;`` or tabs, an unterminated quote) is an issue naming the file and the reason, never an exception
+from the parser.
+
 Timestamps are ISO 8601 (``2006-01-02``, ``2006-01-02 09:01:00``, ``2015-09-23T20:57:42.146``);
 a UTC offset, if present, is dropped and the local wall-clock time kept. Issues name the file
 line (header = line 1) and the canonical column (``ts`` for the date and time).
@@ -27,10 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from qlcore.data.errors import DataIssue
-from qlcore.data.pipeline import finish, require
+from qlcore.data.pipeline import finish, read_source, require, unreadable
 from qlcore.data.repair import RepairSpec, resolve_repairs
 from qlcore.data.report import DataQualityReport
 from qlcore.data.table import (
@@ -49,6 +55,9 @@ _TIME = re.compile(r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?")
 _DATA_LIKE = re.compile(r"[-+]?\d[\d.:T -]*")
 _FIELD_COUNT = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 _EXPECTED = "Date[,Time] or Datetime, then Open, High, Low, Close, Volume"
+_OTHER_DELIMITERS = {";": "';'", "\t": "tabs", "|": "'|'"}
+MAX_LINE_BYTES = 1 << 20  # a row of bars is tens of bytes; a megabyte is not a row
+_BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,14 +83,18 @@ def read_csv_bars(
     """The frame (None if invalid) and the quality report for a bar CSV; does not raise on bad data."""
     repairs = resolve_repairs(repair)
     file = Path(path).expanduser().resolve()
-    data = file.read_bytes()
+    symbol = symbol or symbol_from_path(file)
+    data, problem = read_source(file)
+    if data is None:
+        assert problem is not None
+        return unreadable(problem, symbol)
     table, issues, findings = _parse(data, str(file))
     return finish(
         table,
         issues,
         findings,
         source=str(file),
-        symbol=symbol or symbol_from_path(file),
+        symbol=symbol,
         repairs=repairs,
         sha256=hashlib.sha256(data).hexdigest(),
     )
@@ -99,9 +112,16 @@ def _parse(data: bytes, source: str) -> tuple[Table | None, list[DataIssue], lis
 
     if not data.strip():
         return fail(None, "file is empty", "no_rows")
+    problem = _encoding_problem(data) or _long_line(data)
+    if problem is not None:
+        return fail(*problem)
     reader = csv.reader(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline=""))
-    header = [name.strip() for name in next(reader)]
-    layout, issues = _layout(header, next(reader, None), source)
+    try:
+        header = [name.strip() for name in next(reader)]
+        first = next(reader, None)
+    except csv.Error as exc:
+        return fail(reader.line_num, f"malformed CSV: {exc}", "malformed")
+    layout, issues = _layout(header, first, source)
     if layout is None:
         return None, issues, []
     fast = _read_numbers(data, layout, source)
@@ -113,8 +133,9 @@ def _parse(data: bytes, source: str) -> tuple[Table | None, list[DataIssue], lis
         return fail(None, "no data rows after the header", "no_rows")
     except pd.errors.ParserError as exc:
         found = _FIELD_COUNT.search(str(exc))
-        if found is None:
-            raise
+        if found is None:  # an unterminated quote, and the like
+            reason = str(exc).replace("Error tokenizing data. C error: ", "").strip()
+            return fail(None, f"malformed CSV: {reason}", "malformed")
         expected, line, saw = (int(g) for g in found.groups())
         return fail(line, f"expected {expected} fields, found {saw}", "field_count")
     rows = len(raw)
@@ -124,6 +145,35 @@ def _parse(data: bytes, source: str) -> tuple[Table | None, list[DataIssue], lis
         return fail(None, "no data rows after the header", "no_rows")
     table, findings = table_from_text(_text(raw.iloc[:rows], layout), source)
     return table, issues, findings
+
+
+def _encoding_problem(data: bytes) -> tuple[int, str, str] | None:
+    """(line, reason, kind) when the bytes are not UTF-8 text."""
+    for bom, name in _BOMS.items():
+        if data.startswith(bom):
+            return 1, f"{name} text (byte-order mark {bom.hex(' ').upper()}); save the file as UTF-8", "not_utf8"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - data.rfind(b"\n", 0, exc.start)
+        return (line, f"not UTF-8 text: byte 0x{data[exc.start]:02x} at character {column} cannot be decoded "
+                      "(another encoding, or not a text file); save the file as UTF-8", "not_utf8")
+    return None
+
+
+def _long_line(data: bytes) -> tuple[int, str, str] | None:
+    """(line, reason, kind) for the first line longer than `MAX_LINE_BYTES`."""
+    if len(data) <= MAX_LINE_BYTES:
+        return None
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
+    lengths = np.diff(np.concatenate(([-1], ends, [len(data)]))) - 1
+    too_long = np.flatnonzero(lengths > MAX_LINE_BYTES)
+    if not len(too_long):
+        return None
+    i = int(too_long[0])
+    return (i + 1, f"line is {int(lengths[i]):,} bytes long (limit {MAX_LINE_BYTES:,}): not a row of bars",
+            "line_too_long")
 
 
 def _read_numbers(data: bytes, layout: _Layout, source: str) -> Table | None:
@@ -185,6 +235,12 @@ def _layout(
     def flag(column: str | None, reason: str, kind: str) -> None:
         issues.append(DataIssue(source, 1, column, reason, kind))
 
+    if len(header) == 1:
+        used = [name for sep, name in _OTHER_DELIMITERS.items() if sep in header[0]]
+        if used:
+            flag(None, f"the header's fields are separated by {used[0]}, not commas; expected a comma-separated "
+                       f"file: {_EXPECTED}", "wrong_delimiter")
+            return None, issues
     keys = [re.sub(r"[\s_\-]", "", name.lower()) for name in header]
     if header and keys[0] not in _ROLES and _DATA_LIKE.fullmatch(header[0]):
         flag(

@@ -8,6 +8,9 @@ Pacing is by *steps*: a step is every bar sharing one timestamp, and ``step_seco
 time between consecutive steps (``1.0`` replays one trading day a second from daily bars, or
 synthetic 1-second bars in real time); ``None`` releases everything at once. Tests pass a
 `ManualClock`, whose ``sleep`` only moves its own time, so nothing really waits.
+
+``after_ts`` resumes a feed after a bar already seen (a restarted engine): every bar at or before it
+is dropped without pacing, and the clock starts at the first step after it, which is due at once.
 """
 from __future__ import annotations
 
@@ -98,8 +101,9 @@ class Feed(Protocol):
 class _PacedFeed:
     """Shared pacing: subclasses yield ``(release offset in ns from start, bars of one step)``."""
 
-    def __init__(self, clock: FeedClock | None) -> None:
+    def __init__(self, clock: FeedClock | None, after_ts: int | None = None) -> None:
         self.clock: FeedClock = clock if clock is not None else WallFeedClock()
+        self.after_ts = after_ts
         self._stopped = threading.Event()
         self._started = False
         self._start_ns = 0
@@ -115,7 +119,20 @@ class _PacedFeed:
             raise RuntimeError(f"{type(self).__name__} was already started; make a new one to replay")
         self._started = True
         self._start_ns = self.clock.now
-        self._steps_left = self._steps()
+        self._steps_left = self._steps() if self.after_ts is None else self._resumed(self.after_ts)
+
+    def _resumed(self, after_ts: int) -> Iterator[tuple[int, list[Bar]]]:
+        # the steps before the resume point are skipped, not waited for: the first step after it is
+        # the feed's new origin (offset 0, due at start); later bars at or before it (a resent old
+        # bar) are dropped too, as a consumer that has seen them would quarantine them
+        origin: int | None = None
+        for offset, bars in self._steps():
+            kept = [b for b in bars if b.ts > after_ts]
+            if not kept:
+                continue
+            if origin is None:
+                origin = offset
+            yield offset - origin, kept
 
     def stop(self) -> None:
         self._stopped.set()
@@ -193,8 +210,9 @@ class ReplayFeed(_PacedFeed):
         clock: FeedClock | None = None,
         start: str | pd.Timestamp | None = None,
         end: str | pd.Timestamp | None = None,
+        after_ts: int | None = None,
     ) -> None:
-        super().__init__(clock)
+        super().__init__(clock, after_ts)
         if not frames:
             raise ValueError("ReplayFeed needs at least one frame")
         self.step_ns = _step_ns(step_seconds)
@@ -297,8 +315,9 @@ class SyntheticIntradayFeed(_PacedFeed):
         tick: float = 0.01,
         faults: Sequence[Fault] = (),
         clock: FeedClock | None = None,
+        after_ts: int | None = None,
     ) -> None:
-        super().__init__(clock)
+        super().__init__(clock, after_ts)
         if not seeds:
             raise ValueError("SyntheticIntradayFeed needs at least one SymbolSeed")
         if n_bars is not None and n_bars < 1:

@@ -8,13 +8,15 @@ positions, since a Parquet file has no lines.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from pathlib import Path
 
 import pandas as pd
 
 from qlcore.data.csv import symbol_from_path
-from qlcore.data.pipeline import finish, require
+from qlcore.data.errors import DataIssue
+from qlcore.data.pipeline import finish, read_source, require, unreadable
 from qlcore.data.repair import RepairSpec, resolve_repairs
 from qlcore.data.report import DataQualityReport
 from qlcore.data.table import COLUMNS, table_from_frame
@@ -34,8 +36,16 @@ def read_parquet_bars(
     """The frame (None if invalid) and the quality report for a Parquet bar file."""
     repairs = resolve_repairs(repair)
     file = Path(path).expanduser().resolve()
-    data = file.read_bytes()
-    df = pd.read_parquet(file)
+    data, problem = read_source(file)
+    if data is None:
+        assert problem is not None
+        return unreadable(problem, symbol or symbol_from_path(file))
+    try:
+        df = pd.read_parquet(io.BytesIO(data))
+    except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        reason = f"not a readable Parquet file: {str(exc).splitlines()[0][:200]}"
+        return unreadable(DataIssue(str(file), None, None, reason, "not_parquet", in_file=False),
+                          symbol or symbol_from_path(file))
     if "ts" in df.columns and not isinstance(df.index, pd.DatetimeIndex):
         df = df.set_index("ts")
     if isinstance(df.index, pd.DatetimeIndex) and df.index.tz is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,27 @@ def finish(
     if table is not None and total == 0:
         frame = _canonical(table.bars, symbol, source, sha256)
     return frame, _report(table, worded, total, counts, source)
+
+
+def read_source(file: Path) -> tuple[bytes | None, DataIssue | None]:
+    """The bytes of a bar file, or the issue that says why it cannot be read (a missing file still
+    raises FileNotFoundError: the user named the wrong path, not a bad file)."""
+    try:
+        return file.read_bytes(), None
+    except FileNotFoundError:
+        raise
+    except IsADirectoryError:
+        reason, kind = "is a directory, not a bar file", "not_a_file"
+    except PermissionError:
+        reason, kind = "cannot be read: permission denied", "unreadable"
+    except OSError as exc:
+        reason, kind = f"cannot be read: {exc.strerror or exc}", "unreadable"
+    return None, DataIssue(str(file), None, None, reason, kind)
+
+
+def unreadable(issue: DataIssue, symbol: str) -> tuple[None, DataQualityReport]:
+    """The result of a load that could not read its source: no frame, a report with the issue."""
+    return finish(None, [issue], [], source=issue.source, symbol=symbol)  # type: ignore[return-value]
 
 
 def require(frame: pd.DataFrame | None, report: DataQualityReport) -> pd.DataFrame:

@@ -25,6 +25,7 @@ PRICES = COLUMNS[:4]
 _NAN_WORDS = frozenset({"nan", "-nan", "+nan", "na", "n/a", "null", "none", "#n/a"})
 _OFFSET = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)(?:Z|[+-]\d{2}:?\d{2})$")
 _NS_MIN, _NS_MAX = pd.Timestamp.min, pd.Timestamp.max
+_SHOWN_CHARS = 40  # of a cell quoted in a message
 
 
 @dataclass(slots=True)
@@ -52,13 +53,14 @@ class Table:
         return clean_rows(self.bars)
 
     def show(self, label: int, column: str) -> str:
-        """A cell as the input wrote it, or as a repair left it."""
+        """A cell as the input wrote it (the first characters of a long one), or as a repair left it."""
         if self.text is None and self.read_text is not None:
             self.text, self.read_text = self.read_text(), None
         if self.text is not None and (column == "ts" or label not in self.edited):
             raw = self.text.at[label, column]
             if isinstance(raw, str):
-                return raw.strip()
+                raw = raw.strip()
+                return raw if len(raw) <= _SHOWN_CHARS else f"{raw[:_SHOWN_CHARS]}... ({len(raw):,} characters)"
         value = self.bars.at[label, column]
         return str(value) if column == "ts" else repr(float(cast(float, value)))
 

@@ -4,10 +4,15 @@ Rules, in the order they are reported within one row (issue ``kind`` in brackets
 
 - the table: missing [missing_column], unknown [unknown_column] or duplicate [duplicate_column]
   columns; a tz-aware index [tz_aware]; a CSV row with the wrong number of fields
-  [field_count]; no data rows [no_rows]; a CSV without a header [no_header];
+  [field_count]; no data rows [no_rows]; a CSV without a header [no_header]; a file that cannot be
+  read [not_a_file, unreadable, not_parquet], is not UTF-8 [not_utf8], has a line of more than a
+  megabyte [line_too_long], fields not separated by commas [wrong_delimiter] or a broken quote
+  [malformed];
 - each cell: empty [empty_value], NaN [nan_value], non-numeric or infinite [non_numeric] values,
   unparseable timestamps [bad_timestamp];
-- each bar: a price that is zero or negative [non_positive_price]; negative volume
+- each bar: a price that is zero or negative [non_positive_price]; a price above `MAX_PRICE`
+  [price_too_large] or a volume above `MAX_VOLUME` [volume_too_large] (finite, but no market's, and
+  beyond them float64 arithmetic on the bar loses cents or overflows); negative volume
   [negative_volume]; high below low [high_below_low]; open or close outside [low, high]
   [open_outside_range, close_outside_range];
 - the sequence: a timestamp seen before, with the same values [duplicate_row] or different
@@ -28,6 +33,10 @@ from qlcore.data.errors import DataIssue, DataValidationError
 from qlcore.data.table import COLUMNS, PRICES, Finding, Table, table_from_frame
 
 MAX_ISSUES = 1000  # issues worded in a report; the rest are only counted
+# the largest price and volume accepted: a float64 holds every cent below 1e13, and every whole
+# share below 9e15; prices like 1e308 are finite but overflow once multiplied by a quantity
+MAX_PRICE = 1e12
+MAX_VOLUME = 1e15
 
 
 def check_bars(
@@ -81,6 +90,19 @@ def bar_findings(table: Table) -> list[Finding]:
             )
 
         findings.append(Finding(labels[clean & (values <= 0)], col, non_positive))
+
+        def too_large(lab: int, col: str = col) -> tuple[str, str]:
+            return f"{col} {show(lab, col)} is above the largest price accepted, {MAX_PRICE:,.0f}", "price_too_large"
+
+        findings.append(Finding(labels[clean & (values > MAX_PRICE)], col, too_large))
+    findings.append(
+        Finding(
+            labels[clean & (v > MAX_VOLUME)],
+            "volume",
+            lambda lab: (f"volume {show(lab, 'volume')} is above the largest volume accepted, {MAX_VOLUME:,.0f}",
+                         "volume_too_large"),
+        )
+    )
     findings.append(
         Finding(
             labels[clean & (v < 0)],

@@ -142,6 +142,11 @@ def engine_cmd(
     flatten_failed: Annotated[
         bool, typer.Option("--flatten-failed", help="also close the positions of a strategy that FAILED")
     ] = False,
+    feed_stale_s: Annotated[float, typer.Option(help="wall seconds without a bar before an alert")] = 5.0,
+    feed_reduce_s: Annotated[float, typer.Option(help="wall seconds without a bar before the account goes REDUCING")] = 30.0,
+    feed_calendar: Annotated[
+        str | None, typer.Option(help="count silence only in this exchange's sessions (e.g. XNYS; a live feed)")
+    ] = None,
     db: Db = None,
 ) -> None:
     """Run the paper engine in the foreground until Ctrl-C (state rebuilt and reconciled at start)."""
@@ -178,6 +183,9 @@ def engine_cmd(
             venue_path=venue_path,
             strategy_bar_budget_s=strategy_budget_s or None,
             flatten_failed=flatten_failed,
+            feed_stale_s=feed_stale_s,
+            feed_reduce_s=feed_reduce_s,
+            feed_calendar=feed_calendar,
         )
         service = EngineService(config)
         service.install_signal_handlers()

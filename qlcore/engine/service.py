@@ -19,7 +19,9 @@ only then take commands and bars.
 
 Time: paper mode runs on market time. The kernel's clock is the time of the last bar from the feed,
 which replays real data (or a synthetic stream) at `speed` steps per wall second: 1 step per second
-of 1-second bars is real time, 20 steps per second of daily bars is an accelerated clock.
+of 1-second bars is real time, 20 steps per second of daily bars is an accelerated clock. The wall
+clock paces the feed and watches it (`qlcore.data.watch`): a feed silent for `feed_stale_s` is
+alerted, for `feed_reduce_s` moves the account to REDUCING, and its next bar brings it back.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -45,8 +47,9 @@ from qlcore.brokers.simulated import FillModel
 from qlcore.control.commands import Command, CommandQueue
 from qlcore.control.priority import HALT, PRIORITY, PRIORITY_LANES
 from qlcore.data.conditions import RegimeConfig, VolatilityMonitor
-from qlcore.data.feed import Feed, ReplayFeed, SyntheticIntradayFeed
+from qlcore.data.feed import Feed, FeedClock, ReplayFeed, SyntheticIntradayFeed, WallFeedClock
 from qlcore.data.quality import IngestionGate, QualityConfig
+from qlcore.data.watch import FeedHealth, FeedWatch, WatchConfig
 from qlcore.engine.clock import BacktestClock
 from qlcore.engine.fill_terms import FillTerms
 from qlcore.engine.kernel import Kernel
@@ -64,6 +67,7 @@ from qlcore.events.facts import (
     CommandCompleted,
     DataQuarantined,
     EngineStarted,
+    EngineStateRecorded,
     EngineStopped,
     FeedResumed,
     FeedStale,
@@ -98,6 +102,8 @@ HALT_CHECK_EVERY = 10  # commands of a page acted on between two looks for a wai
 HALT_KINDS = frozenset({HALT})
 LAG_ALERT_S = 10.0  # an alert when the oldest untaken bar has been due this long
 STORE_RETRY_FIRST_S, STORE_RETRY_MAX_S = 0.1, 5.0  # backoff of the retries of a failed store
+FEED_WATCH = "feed-watch"  # the actor of the feed's own mode changes
+ALL_SYMBOLS = "*"  # the symbol of a whole feed's FeedStale / FeedResumed
 FEEDS = ("replay", "synthetic")
 DEMO_STRATEGIES: tuple[dict[str, Any], ...] = (
     {"strategy_id": "demo-sma-aapl", "strategy": "sma_cross", "params": {"fast": 10, "slow": 30}, "symbols": ["AAPL"]},
@@ -136,6 +142,9 @@ class EngineConfig:
     derived_state_s: float = 5.0  # how often the monitors' and strategies' state is saved beside the log
     strategy_bar_budget_s: float | None = 5.0  # longest one on_bar may take before the strategy FAILS
     flatten_failed: bool = False  # also close the positions of a strategy that FAILED
+    feed_stale_s: float = 5.0  # wall seconds without a bar (beyond one feed step) before an alert
+    feed_reduce_s: float = 30.0  # ... before the account goes REDUCING (ACTIVE again at the next bar)
+    feed_calendar: str | None = None  # an exchange whose sessions alone count (a live feed); None: all hours
     demo: bool = False
     exit_when_done: bool = False  # stop when the feed is exhausted and no command is pending
     max_steps: int | None = None  # stop after this many feed steps (tests)
@@ -156,6 +165,10 @@ class EngineConfig:
     def fill_terms(self) -> FillTerms:
         return FillTerms(self.fill_on_arrival, to_decimal(self.fee_bps), to_decimal(self.min_fee),
                          to_decimal(self.slippage_bps), self.latency_ms, self.participation)
+        self.watch_config()  # raises on bad limits
+
+    def watch_config(self) -> WatchConfig:
+        return WatchConfig(self.feed_stale_s, self.feed_reduce_s, self.feed_calendar)
 
     @property
     def resolved_url(self) -> str:
@@ -185,8 +198,10 @@ class EngineService:
 
     def __init__(
         self, config: EngineConfig, *, feed: Feed | None = None, monotonic: Callable[[], float] = time.monotonic,
+        wall_clock: FeedClock | None = None,
     ) -> None:
         self.config = config
+        self.wall: FeedClock = wall_clock or WallFeedClock()  # paces the feed and times its silence
         self.url = config.resolved_url
         self.db = connect(self.url)
         # commits without fsync (QLCORE_SQLITE_SYNC=NORMAL): checkpoints move to a background thread,
@@ -244,6 +259,8 @@ class EngineService:
         # the audit trail: orders, fills, risk decisions, limit, mode and lifecycle changes, commands
         self.audit = AuditRecorder(AuditLog(engine=self.db, batch_size=10**9, conflict_retries=20), stream=config.stream)
         self.audit.skip = frozenset({MarksUpdated, CommandCompleted})  # commands get their own entry
+        # the gate runs on market time, which stands still when a feed goes silent: its staleness is
+        # off, and the feed watch measures silence on the wall clock instead (see start)
         self.gate = IngestionGate(
             QualityConfig(interval_ns=None if config.feed == "replay" else NS, stale_after_seconds=None, source=config.feed),
             _MarketClock(self.clock),
@@ -255,6 +272,7 @@ class EngineService:
         self.conditions = VolatilityMonitor(RegimeConfig(bars_per_year=bars_per_year), sink=self._emit_fact)
         self._feed = feed
         self.feed: Feed | None = None
+        self.watch: FeedWatch | None = None
         self.state = RECONCILING
         self.counters = _Counters()
         self.alerts: list[dict[str, Any]] = []
@@ -348,6 +366,10 @@ class EngineService:
             self._deploy_demo()
         self.feed = self._feed or self._make_feed()
         self.feed.start()
+        # a restart finds the account REDUCING for a feed that was down: its next bar lifts it
+        was_down = self.modes.cause(ACCOUNT) == FEED_WATCH
+        self.watch = FeedWatch(self.config.watch_config(), self.wall, slack_s=1.0 / self.config.speed,
+                               health=FeedHealth.DOWN if was_down else FeedHealth.LIVE)
         if self._quiet_checkpoints:
             database = self.db.url.database
             assert database is not None
@@ -420,14 +442,11 @@ class EngineService:
             start: Any = cfg.start
             if self.resume_ts is not None:  # go on after the last bar the log has seen
                 start = pd.Timestamp(self.resume_ts + 1)
-            return ReplayFeed.from_sample(cfg.symbols, step_seconds=step, start=start)
-        feed = SyntheticIntradayFeed.from_sample(cfg.symbols, seed=cfg.seed, step_seconds=step)
-        if self.resume_ts is None:
-            return feed
-        # the walk is deterministic: replay its steps up to the last one the log has seen at once
-        done_steps = max((self.resume_ts - feed.start_ts) // feed.interval_ns + 1, 0)
-        feed.clock = _AheadClock(round(done_steps * step * NS))
-        return _SkipUntil(feed, self.resume_ts)
+            return ReplayFeed.from_sample(cfg.symbols, step_seconds=step, start=start, clock=self.wall)
+        # the walk is deterministic: its steps up to the last one the log has seen are skipped, and
+        # the next one is due at once
+        return SyntheticIntradayFeed.from_sample(cfg.symbols, seed=cfg.seed, step_seconds=step, clock=self.wall,
+                                                 after_ts=self.resume_ts)
 
     def stop(self, reason: str = "stopped") -> None:
         self._stop_reason = reason
@@ -477,6 +496,9 @@ class EngineService:
             self.writer.flush()
             self.manager.sample()
             self.kernel.emit(EngineStopped(self.clock.now, self.config.engine_id, self._stop_reason))
+            # last: the state a replay of the log must reproduce (`qlcore replay --verify`)
+            self.kernel.emit(EngineStateRecorded(self.clock.now, self.config.engine_id,
+                                                 self.kernel.state.state_hash()))
             self.writer.flush()
             self.audit.log.flush()
             self._save_derived()
@@ -676,6 +698,7 @@ class EngineService:
         if self.feed is None or self.state != RUNNING:
             return 0
         bars = self.gate.poll(self.feed, self.config.max_feed_steps_per_turn)
+        self._watch_feed(len(bars))
         behind = self.feed_behind_s()
         if behind > LAG_ALERT_S and not self._lagging:
             self._lagging = True
@@ -698,6 +721,38 @@ class EngineService:
             step_marks[bar.symbol] = to_decimal(bar.close)
         self._close_step(step_ts, step_marks)  # type: ignore[arg-type]
         return len(bars)
+
+    def _watch_feed(self, delivered: int) -> None:
+        """Tell the watch what this poll brought; alert on a change of the feed's health, and move
+        the account to REDUCING while the feed is down (back to ACTIVE when it delivers, if that
+        restriction is still the feed's own)."""
+        watch = self.watch
+        if watch is None or self.feed is None:
+            return
+        was, last_bar = watch.health, watch.last_bar_ns
+        health = watch.observe(delivered, self.feed.exhausted)
+        if health is None:
+            return
+        cfg, name = self.config, f"the {self.config.feed} feed"
+        silent_ns = self.wall.now - last_bar
+        silent = f"{silent_ns / NS:.0f} s (wall clock)"
+        if was is FeedHealth.LIVE:  # stale, or straight down after one long turn
+            self._emit_fact(FeedStale(self.clock.now, ALL_SYMBOLS, last_bar, watch.limit_ns(FeedHealth.STALE),
+                                      f"{cfg.feed} (wall clock)"))
+            self.alert("warning", "feed", f"no bar from {name} for {silent} (limit {cfg.feed_stale_s:g} s); "
+                       f"the account goes REDUCING after {cfg.feed_reduce_s:g} s")
+        if health is FeedHealth.DOWN:
+            changed = self.modes.restrict(ACCOUNT, TradingMode.REDUCING, actor=FEED_WATCH,
+                                          reason=f"feed down: no bar from {name} for {silent} "
+                                                 f"(limit {cfg.feed_reduce_s:g} s)")
+            self.alert("error", "feed", f"{name} is down: no bar for {silent}; " + (
+                "account REDUCING until it delivers again" if changed else
+                f"account already {self.modes.account.value}, left as it is"))
+        elif health is FeedHealth.LIVE:
+            self._emit_fact(FeedResumed(self.clock.now, ALL_SYMBOLS, silent_ns, f"{cfg.feed} (wall clock)"))
+            lifted = self.modes.lift(ACCOUNT, actor=FEED_WATCH, reason=f"{name} delivers again after {silent}")
+            self.alert("info", "feed", f"{name} delivers again after {silent}"
+                       + ("; account ACTIVE again" if lifted else ""))
 
     def feed_behind_s(self) -> float:
         """How long the oldest bar the engine has not taken yet has been due (0 when it keeps up)."""
@@ -868,48 +923,6 @@ class _MarketClock:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
-
-
-class _AheadClock:
-    """Wall time shifted forward, so that a paced feed releases its first `ahead_ns` at once."""
-
-    def __init__(self, ahead_ns: int) -> None:
-        self.ahead_ns = ahead_ns
-
-    @property
-    def now(self) -> int:
-        return time.time_ns() + self.ahead_ns
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-
-class _SkipUntil:
-    """A feed without the bars at or before `ts` (a restarted engine goes on after its last bar)."""
-
-    def __init__(self, inner: Feed, ts: int) -> None:
-        self.inner = inner
-        self.ts = ts
-
-    def start(self) -> None:
-        self.inner.start()
-
-    def stop(self) -> None:
-        self.inner.stop()
-
-    def poll(self, max_steps: int | None = None) -> list[Bar]:
-        return [b for b in self.inner.poll(max_steps) if b.ts > self.ts]
-
-    @property
-    def behind_s(self) -> float:
-        return float(getattr(self.inner, "behind_s", 0.0))
-
-    def __iter__(self) -> Iterator[Bar]:
-        return (b for b in self.inner if b.ts > self.ts)
-
-    @property
-    def exhausted(self) -> bool:
-        return self.inner.exhausted
 
 
 def _command_subject(recorder: AuditRecorder, params: dict[str, Any]) -> str:

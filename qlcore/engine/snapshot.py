@@ -164,6 +164,8 @@ def build_snapshot(engine: EngineService) -> dict[str, Any]:
             "regimes": {s: engine.conditions.regime(s) for s in engine.config.symbols},
             "exhausted": bool(engine.feed is not None and engine.feed.exhausted),
             "behind_s": round(engine.feed_behind_s(), 3),
+            "health": None if engine.watch is None else engine.watch.health.value,
+            "silent_s": None if engine.watch is None else round(engine.watch.silent_s(), 1),
         },
         "broker": {"venue": engine.venue.venue, "connected": True, "working_orders": engine.venue.working_count,
                    "fills": engine.config.fill_terms.to_dict()},

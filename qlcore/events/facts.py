@@ -260,6 +260,16 @@ class StoreRecovered(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class EngineStateRecorded(Event):
+    """The engine's trading state hash at a clean stop: the last event it writes, after `EngineStopped`,
+    which a replay of the stream must reproduce (the engine's counterpart of `RunFinished`)."""
+
+    ts: int
+    engine_id: str
+    state_hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class CommandCompleted(Event):
     """The engine's outcome for one command of the command table: accepted, or refused with `reason`."""
 
@@ -362,6 +372,7 @@ FACT_EVENTS: tuple[type[Event], ...] = (
     EngineStopped,
     StoreFaulted,
     StoreRecovered,
+    EngineStateRecorded,
     CommandCompleted,
     ReconciliationStarted,
     ReconciliationDifference,

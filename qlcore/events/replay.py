@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qlcore.engine.gcpause import gc_paused
+from qlcore.events.facts import EngineStateRecorded
 from qlcore.events.store import CorruptEventLog, EventStore
 from qlcore.events.types import Event, RunFinished
 from qlcore.model.state import TradingState
@@ -15,7 +16,7 @@ class ReplayResult:
     state: TradingState
     events: int
     last_seq: int
-    recorded_hash: str | None  # the hash the live run wrote in its RunFinished event, if any
+    recorded_hash: str | None  # the hash the live run (RunFinished) or engine (EngineStateRecorded) wrote last
 
     @property
     def state_hash(self) -> str:
@@ -44,6 +45,7 @@ def replay(store: EventStore, stream: str) -> ReplayResult:
             last = seqs[-1]
     if last == 0:
         raise LookupError(f"no events stored for {stream!r}")
-    # a finished run's last event carries the live state hash (RunFinished itself changes nothing)
-    recorded = event.state_hash if type(event) is RunFinished else None
+    # a finished run's last event carries the live state hash, and so does a cleanly stopped engine's
+    # (neither event changes anything); an engine that is running or crashed has none at the end
+    recorded = event.state_hash if isinstance(event, (RunFinished, EngineStateRecorded)) else None
     return ReplayResult(stream, state, last, last, recorded)

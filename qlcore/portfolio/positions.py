@@ -10,6 +10,13 @@ price), and the P&L locked in by the matched quantity is `crossed_pnl`. So, per 
 `unrealized_pnl + crossed_pnl` equals the sum of the strategies' unrealized P&L, and the account's
 cash + market value equals `TradingState.equity`.
 
+P&L figures (unrealized, realized, crossed) are rounded half-even to `PNL_QUANTUM` (1e-10): an average
+cost divides, so the exact figures carry 28 significant digits, and sums of such numbers round at
+different places depending on the order of adding (the account's unrealized + realized would differ
+from the sum over strategies in the 28th digit). At a fixed quantum every sum of the view is exact:
+the account's figures are exactly the sums over strategies and over positions, and an instrument's
+`crossed_pnl` is exactly its strategies' unrealized P&L less its own.
+
 `buying_power = equity * leverage - gross exposure`, never below zero. Gross exposure is the sum of
 |net quantity x mark| over instruments (what the account holds); net exposure the signed sum.
 """
@@ -22,6 +29,12 @@ from typing import Any
 
 from qlcore.model.money import ONE, ZERO, canonical, to_decimal
 from qlcore.model.state import TradingState
+
+PNL_QUANTUM = Decimal("1e-10")  # exact for |P&L| below 1e17 within Decimal's 28 digits
+
+
+def _pnl(value: Decimal) -> Decimal:
+    return value.quantize(PNL_QUANTUM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +115,13 @@ class _Side:
 
 
 class _Instrument:
-    __slots__ = ("fees", "long", "realized", "short")
+    __slots__ = ("fees", "long", "realized", "short", "unrealized")
 
     def __init__(self) -> None:
         self.long = _Side()
         self.short = _Side()
         self.realized = ZERO
+        self.unrealized = ZERO  # the strategies' unrealized P&L, summed
         self.fees = ZERO
 
 
@@ -143,8 +157,8 @@ def position_view(
             pos.cost,
             mark,
             value,
-            value - pos.cost,
-            pos.realized_pnl,
+            _pnl(value - pos.cost),
+            _pnl(pos.realized_pnl),
             pos.fees,
         )
         lines.append(line)
@@ -156,7 +170,8 @@ def position_view(
         if qty:
             side.quantity += abs(qty)
             side.cost += pos.cost
-        inst.realized += pos.realized_pnl
+        inst.realized += line.realized_pnl
+        inst.unrealized += line.unrealized_pnl
         inst.fees += pos.fees
 
     instruments = tuple(_net_line(symbol, inst, marks.get(symbol)) for symbol, inst in per_symbol.items())
@@ -182,9 +197,6 @@ def position_view(
 def _net_line(symbol: str, inst: _Instrument, mark: Decimal | None) -> PositionLine:
     long, short = inst.long, inst.short
     qty = long.quantity - short.quantity
-    crossed = min(long.quantity, short.quantity)
-    # the matched quantity was bought at the long side's average and sold at the short side's
-    crossed_pnl = crossed * (short.avg() - long.avg()) if crossed else ZERO
     if qty > 0:
         avg: Decimal | None = long.avg()
     elif qty < 0:
@@ -193,6 +205,11 @@ def _net_line(symbol: str, inst: _Instrument, mark: Decimal | None) -> PositionL
         avg = None
     cost = qty * avg if avg is not None else ZERO
     value = qty * mark if qty and mark is not None else ZERO
+    unrealized = _pnl(value - cost)
+    # the matched quantity, min(long, short), was bought at the long side's average and sold at the
+    # short side's: crossed x (short avg - long avg), which is what the strategies' unrealized P&L
+    # holds beyond the net line's; taken as that difference, so the two add up exactly
+    crossed_pnl = inst.unrealized - unrealized
     return PositionLine(
         None,
         symbol,
@@ -201,7 +218,7 @@ def _net_line(symbol: str, inst: _Instrument, mark: Decimal | None) -> PositionL
         cost,
         mark,
         value,
-        value - cost,
+        unrealized,
         inst.realized,
         inst.fees,
         crossed_pnl,

@@ -85,6 +85,10 @@ class SessionCalendar:
             return ts // NS_PER_DAY == self._day or self._find_day(ts)
         return (self._lo <= ts < self._hi and not self._blo <= ts < self._bhi) or self._find(ts)
 
+    def session_open(self, ts: int) -> int | None:
+        """The open of the session `ts` falls in (None outside sessions, or in "date" mode)."""
+        return self._lo if self.mode == "session" and self.is_open(ts) else None
+
     def _find_day(self, ts: int) -> bool:
         day = ts // NS_PER_DAY
         if day in self.days:

@@ -6,7 +6,9 @@ it was. The modes are a fold over those events: `apply` rebuilds them on restart
 
 Tightening (ACTIVE -> REDUCING -> HALTED) is open to anyone, the monitors and runaway protection
 included. Loosening (back to REDUCING or ACTIVE) needs an authorised user from `ModeConfig`: that is
-the human acknowledgment of an automatic halt.
+the human acknowledgment of an automatic halt. One exception, `lift`: an automatic cause that has
+cleared by itself (a feed that delivers again) may undo its own restriction, and only while it is the
+scope's last change; anything another actor did since stays for a person to lift.
 
 `ModeGate` is the `RiskHook` that enforces the modes on new orders; cancels never pass through a
 risk hook, so they are never blocked.
@@ -124,6 +126,7 @@ class TradingModes:
         self.config = config or ModeConfig()
         self.modes: dict[str, TradingMode] = {}
         self.reasons: dict[str, str] = {}
+        self.actors: dict[str, str] = {}  # who made each scope's last change
         self.listeners: list[Callable[[TradingModeChanged], object]] = []
         self.unwinding = False  # True while the kill switch sends its flattening orders
 
@@ -142,6 +145,10 @@ class TradingModes:
     def reason(self, scope: str = ACCOUNT) -> str:
         """Why the scope is in its mode (the reason of its last change)."""
         return self.reasons.get(scope, "")
+
+    def cause(self, scope: str = ACCOUNT) -> str:
+        """Who made the scope's last change ("" if none)."""
+        return self.actors.get(scope, "")
 
     def is_authorised(self, actor: str) -> bool:
         return actor in self.config.authorised
@@ -178,6 +185,19 @@ class TradingModes:
             return None
         return self.set_mode(scope, new, reason=reason, actor=actor)
 
+    def lift(self, scope: str, *, actor: str, reason: str) -> TradingModeChanged | None:
+        """Back to ACTIVE when `actor`, an automatic cause that has cleared, made the scope's last
+        change (then no one has tightened or touched it since); otherwise None and the mode stays."""
+        old = self.mode(scope)
+        if old is TradingMode.ACTIVE or self.actors.get(scope) != actor:
+            return None
+        if not reason:
+            raise ModeError(f"{scope}: a mode change needs a reason")
+        event = TradingModeChanged(self.clock.now, scope, old.value, TradingMode.ACTIVE.value, reason, actor)
+        self.emit(event)
+        self.apply(event)
+        return event
+
     def resume(self, scope: str, actor: str, reason: str = "") -> TradingModeChanged:
         """Back to ACTIVE: an authorised user's command (refused for anyone else, naming them)."""
         self.require_authorised(actor, f"resume trading of {scope}")
@@ -191,6 +211,7 @@ class TradingModes:
         else:
             self.modes[event.scope] = new
         self.reasons[event.scope] = event.reason
+        self.actors[event.scope] = event.actor
         for listener in self.listeners:
             listener(event)
 

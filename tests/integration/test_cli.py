@@ -112,11 +112,12 @@ def test_demo_runs_every_builtin_verifies_and_writes_a_report(tmp_path):
     assert "sma_cross on AAPL" in html and "rebalance on AAPL, IBM, MSFT" in html
 
 
-def test_data_check_exits_1_on_a_file_with_issues_and_0_on_a_clean_one(tmp_path):
+def test_data_check_exits_2_on_a_file_with_issues_and_0_on_a_clean_one(tmp_path):
     bad = tmp_path / "dups.csv"
     bad.write_text("Date,Open,High,Low,Close,Adj Close,Volume\n2020-01-02,10,11,9,10.5,10.5,100\n2020-01-02,10,11,9,10.5,10.5,100\n")
     proc = qlcore("data", "check", str(bad), data_dir=tmp_path, check=False)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"error: {bad} line 3, column 'ts': duplicate row" in proc.stderr
     good = tmp_path / "good.csv"
     good.write_text("Date,Open,High,Low,Close,Adj Close,Volume\n2020-01-02,10,11,9,10.5,10.5,100\n2020-01-03,10,11,9,10.5,10.5,100\n")
     assert qlcore("data", "check", str(good), data_dir=tmp_path, check=False).returncode == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 
 import pandas as pd
 import pytest
@@ -90,12 +89,6 @@ def test_one_minute_file_with_a_header_short_of_its_time_column_loads(shared_dat
     assert (df.index.hour >= 9).all()
 
 
-def test_one_minute_file_loads_well_under_a_second(shared_data):
-    path = shared_data / "futures-2006-01-02-1min.csv"
-    load_csv(path)  # warm imports
-    started = time.perf_counter()
-    load_csv(path)
-    assert time.perf_counter() - started < 1.0
 
 
 def test_five_minute_file_has_zero_volume_which_is_allowed(shared_data):

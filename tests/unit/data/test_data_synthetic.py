@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -81,12 +79,9 @@ def test_bad_arguments_are_rejected(kwargs):
         synthetic_bars(**kwargs)
 
 
-def test_a_million_bars_take_about_a_second_or_less():
-    synthetic_bars(1000)  # warm up
-    started = time.perf_counter()
+def test_a_million_bars_are_made():  # the time it takes: benchmarks/bench_data.py
     df = synthetic_bars(1_000_000)
-    assert time.perf_counter() - started < 2.0  # ~0.5 s on a laptop core; headroom for CI
-    assert len(df) == 1_000_000
+    assert len(df) == 1_000_000 and df.index.is_unique
 
 
 @settings(max_examples=60, deadline=None)

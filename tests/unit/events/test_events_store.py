@@ -279,7 +279,7 @@ def test_gap_at_a_chunk_boundary_is_found(store, store_url, missing):
 # --- any damage anywhere: the first bad row is named and nothing of its batch is delivered -------
 
 
-@settings(max_examples=40, deadline=None, derandomize=True)
+@settings(max_examples=40, deadline=None)
 @given(
     n_orders=st.integers(1, 40),
     batch_size=st.integers(1, 50),

@@ -73,3 +73,17 @@ def test_stall_fault_delays_the_following_bars_on_the_clock() -> None:
 def test_a_fault_on_an_unknown_symbol_is_refused() -> None:
     with pytest.raises(ValueError, match="'ZZZ'"):
         _feed(faults=(Fault(FaultKind.SPIKE, step=3, symbol="ZZZ"),))
+
+
+def test_a_resumed_feed_skips_the_bars_seen_without_waiting_and_goes_on_at_its_pace() -> None:
+    clock = ManualClock(T0)
+    whole = [b for step in _feed(n_bars=100).clean_bars() for b in step]
+    feed = _feed(n_bars=100, step_seconds=1.0, clock=clock, after_ts=T0 + 59 * 1_000_000_000)
+    feed.start()
+    first = feed.poll()  # nothing has been waited for: the first step after the resume point is due
+    assert [(b.symbol, b.ts) for b in first] == [("AAA", T0 + 60 * 1_000_000_000), ("BBB", T0 + 60 * 1_000_000_000)]
+    assert feed.poll() == [] and feed.behind_s == 0.0
+    clock.advance(10.0)
+    assert feed.behind_s == 9.0  # the step due at 1 s has waited nine
+    later = feed.poll()
+    assert first + later == whole[120:142]  # the same walk as an uninterrupted feed

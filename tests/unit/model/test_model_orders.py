@@ -421,7 +421,7 @@ def draw_step(data: st.DataObject, status: OrderStatus) -> tuple[type[Event], De
     return event_type, fill_qty, data.draw(st.sampled_from(TRADE_IDS))
 
 
-@settings(max_examples=200, derandomize=True, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     quantity=st.integers(min_value=1, max_value=12).map(D),
     n_steps=st.integers(min_value=0, max_value=30),

@@ -144,7 +144,7 @@ fills_strategy = st.lists(
 )
 
 
-@settings(max_examples=200, derandomize=True, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(fills=fills_strategy, mark=prices)
 def test_random_fills_match_the_exact_average_cost_reference(fills, mark):
     pos = Position("strat", "AAPL")

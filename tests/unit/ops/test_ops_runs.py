@@ -66,7 +66,7 @@ def test_a_run_gets_the_approved_parameters_and_its_metadata_and_is_archived_rea
     assert done.code_hash == done.approved_hash == notebook_hash(nb)
     assert done.params == {"fail": False, "job_id": "job", "code_hash": notebook_hash(nb), "mode": "paper",
                            "run_id": done.run_id}
-    assert 0 < done.duration_ms < 60_000 and list_runs("job", db=url) == [done]
+    assert done.duration_ms > 0 and list_runs("job", db=url) == [done]
     actions = [e.action for e in AuditLog(url).entries(subject="job/job")]
     assert actions == ["job.run_started", "job.run_succeeded"]
 

@@ -63,6 +63,26 @@ def test_every_change_is_an_event_with_reason_and_actor_and_the_mode_follows():
     assert mode_events(seen) == [(ACCOUNT, "ACTIVE", "REDUCING", "bob"), ("s1", "ACTIVE", "HALTED", "bob")]
 
 
+def test_an_automatic_cause_lifts_only_its_own_restriction_while_it_is_the_last_change():
+    _, modes, seen = gated()
+    modes.restrict(ACCOUNT, M.REDUCING, reason="feed down", actor="feed-watch")
+    assert modes.cause() == "feed-watch"
+    assert modes.lift(ACCOUNT, actor="drawdown-monitor", reason="x") is None  # not its restriction
+    lifted = modes.lift(ACCOUNT, actor="feed-watch", reason="feed delivers again")
+    assert lifted is not None and modes.account is M.ACTIVE
+    modes.restrict(ACCOUNT, M.REDUCING, reason="feed down", actor="feed-watch")
+    modes.restrict(ACCOUNT, M.HALTED, reason="drawdown", actor="monitor")  # someone else came after it
+    assert modes.lift(ACCOUNT, actor="feed-watch", reason="feed delivers again") is None
+    assert modes.account is M.HALTED
+    assert modes.lift("s1", actor="feed-watch", reason="x") is None  # ACTIVE already
+    assert mode_events(seen) == [
+        (ACCOUNT, "ACTIVE", "REDUCING", "feed-watch"), (ACCOUNT, "REDUCING", "ACTIVE", "feed-watch"),
+        (ACCOUNT, "ACTIVE", "REDUCING", "feed-watch"), (ACCOUNT, "REDUCING", "HALTED", "monitor"),
+    ]
+    rebuilt = TradingModes(lambda e: None, modes.clock).replay(seen)  # a restart knows the cause too
+    assert (rebuilt.account, rebuilt.cause()) == (M.HALTED, "monitor")
+
+
 def test_a_change_outside_the_table_is_refused_naming_scope_and_modes():
     _, modes, seen = gated()
     with pytest.raises(ModeError, match=r"account: cannot go from ACTIVE to ACTIVE; allowed: HALTED, REDUCING"):

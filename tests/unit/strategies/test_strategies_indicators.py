@@ -58,7 +58,7 @@ def reference_cross(prices: list[float], fast: int, slow: int) -> list[int]:
 prices_with_ties = st.lists(st.sampled_from([10.0, 10.01, 10.02, 10.03, 9.99, 10.5]), min_size=1, max_size=120)
 
 
-@settings(max_examples=300, deadline=None, derandomize=True)
+@settings(max_examples=300, deadline=None)
 @given(prices_with_ties, st.integers(1, 6), st.integers(2, 12))  # fast, slow
 def test_fused_crossover_equals_the_two_sma_form_and_the_exact_reference(prices, fast, slow):
     assume(fast < slow)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections import Counter
 from collections.abc import Iterable
 from decimal import Decimal
@@ -464,7 +463,6 @@ def test_500_strategies_over_50_symbols_run_with_right_states_and_stats():
     paused = [f"sma-{i:03d}" for i in range(0, 50)]
     stopped = [f"sma-{i:03d}" for i in range(50, 100)]
     pause_at, stop_at = 150, 200
-    started = time.perf_counter()
     for t in range(n_bars):
         ts = T0 + (t + 1) * DAY
         if t == pause_at:
@@ -480,10 +478,7 @@ def test_500_strategies_over_50_symbols_run_with_right_states_and_stats():
             h.clock.now = ts
             h.broker.on_bar(bar)
             h.manager.on_bar(bar)
-    h.manager.sample()
-    elapsed = time.perf_counter() - started
-    per_bar_us = elapsed / (n_bars * n_symbols) * 1e6
-    print(f"\n500 strategies, {n_bars * n_symbols} bars: {elapsed:.2f} s, {per_bar_us:.1f} us per bar")
+    h.manager.sample()  # how fast: benchmarks/bench_engine.py (500 strategies)
 
     states = Counter(h.manager.state(s) for s in h.manager.strategy_ids)
     assert states == {StrategyState.RUNNING: 400, StrategyState.PAUSED: 50, StrategyState.STOPPED: 50}
@@ -500,7 +495,6 @@ def test_500_strategies_over_50_symbols_run_with_right_states_and_stats():
         assert stats.pnl == cash_flow_pnl(h.fills, last, sid)
     running = h.manager.stats("sma-499")
     assert running.samples == n_bars + 1 and running.state is StrategyState.RUNNING
-    assert per_bar_us < 2_000  # generous: the figure is reported above, the bound only catches blow-ups
 
 
 class DenyBuys:
