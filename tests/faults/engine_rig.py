@@ -34,6 +34,11 @@ class Silent:
 
 
 def start_engine(url: str, tmp_path: Path, monotonic: Any = None, **kw: Any) -> EngineService:
+    # the tests count fills bar by bar: an order fills on arrival, in the turn that sent it
+    kw.setdefault("fill_on_arrival", True)
+    # the feed is silent on purpose (the tests hand the bars): the feed watch must not reduce the account
+    kw.setdefault("feed_stale_s", 1e9)
+    kw.setdefault("feed_reduce_s", 1e9)
     config = EngineConfig(engine_id=TARGET, url=url, venue_path=tmp_path / "venue.sqlite", symbols=("AAPL", "MSFT"),
                           command_poll_s=0.0, **kw)
     engine = EngineService(config, feed=Silent(), **({"monotonic": monotonic} if monotonic else {}))
