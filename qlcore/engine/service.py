@@ -61,6 +61,7 @@ from qlcore.events.facts import (
 from qlcore.events.store import EventStore
 from qlcore.events.types import AccountFunded, Event, MarksUpdated, OrderFilled
 from qlcore.execution.client import ExecutionClient
+from qlcore.execution.ids import ClientOrderIds
 from qlcore.execution.policy import ExecutionConfig
 from qlcore.model.instruments import Instrument
 from qlcore.model.market import Bar
@@ -192,7 +193,9 @@ class EngineService:
             instruments=self.instruments,
             writer=self.writer,
             risk=self.risk,
-            order_id_prefix=f"{config.engine_id}-",
+            # a new session token at each start: ids never repeat across restarts, lost log tails or a
+            # new store beside an existing venue ledger (qlcore.execution.ids)
+            order_id_prefix=ClientOrderIds.for_engine(config.engine_id, time.time_ns()).prefix,
         )
         self.risk.attach(self.kernel)
         # the pre-trade chain: lifecycle gate -> trading modes -> runaway guard -> risk rules

@@ -180,7 +180,8 @@ def test_state_strategies_and_limits_survive_a_restart(sqlite_url, tmp_path):
     assert str(again.risk.config.account.max_order_quantity) == "500"
     new_id = again.kernel.submit_order("manual", "AAPL", OrderSide.BUY, 1)
     assert new_id not in list(again.kernel.state.orders)[:orders_before]  # ids are never reused
-    assert int(new_id.rsplit("-", 1)[1]) == orders_before + 1
+    sessions = {oid.rsplit("-", 1)[0] for oid in again.kernel.state.orders}
+    assert len(sessions) == 2 and new_id.endswith("-1")  # a new session of ids at each start
     again.shutdown()
 
 
