@@ -85,6 +85,7 @@ class RiskBook:
         self.open_total = 0
         self.buy_open: dict[tuple[str, str], Decimal] = {}
         self.sell_open: dict[tuple[str, str], Decimal] = {}
+        self.strategy_symbols: dict[str, set[str]] = {}  # the instruments each strategy has traded or ordered
         self.sym_buy_open: dict[str, Decimal] = {}
         self.sym_sell_open: dict[str, Decimal] = {}
         self.committed = ZERO  # cash that open buys would spend
@@ -131,6 +132,7 @@ class RiskBook:
         self._pos_cache = {}
         realized = fees = cost = ZERO
         for key, pos in state.positions.items():
+            self._note_symbol(*key)
             self.sym_qty[key[1]] = self.sym_qty.get(key[1], ZERO) + pos.quantity
             self._pos_cache[key] = (pos.cost, pos.realized_pnl, pos.fees)
             realized += pos.realized_pnl
@@ -149,6 +151,7 @@ class RiskBook:
         """An approved order (about to be sent): count it as open from now on."""
         t = Tracked(order, px)
         self.tracked[order.order_id] = t
+        self._note_symbol(t.strategy_id, t.symbol)
         self.open_by_strategy[t.strategy_id] = self.open_by_strategy.get(t.strategy_id, 0) + 1
         self.open_total += 1
         if order.order_type in _RESTING:
@@ -158,6 +161,12 @@ class RiskBook:
             book[order.order_id] = t
         self._set_leaves(t, order.quantity - order.filled_quantity)
         self._dirty.add(t.symbol)  # its exposure is refreshed before the next order is checked
+
+    def _note_symbol(self, strategy_id: str, symbol: str) -> None:
+        symbols = self.strategy_symbols.get(strategy_id)
+        if symbols is None:
+            symbols = self.strategy_symbols[strategy_id] = set()
+        symbols.add(symbol)
 
     def _set_leaves(self, t: Tracked, leaves: Decimal) -> None:
         d = leaves - t.leaves

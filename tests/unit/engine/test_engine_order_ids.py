@@ -3,6 +3,7 @@ existing venue ledger. The venue refuses an id it already holds, so a repeat wou
 from __future__ import annotations
 
 import sqlite3
+from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import delete
@@ -20,6 +21,7 @@ NS = 1_000_000_000
 def _engine(url: str, venue: Path) -> EngineService:
     engine = EngineService(EngineConfig(engine_id="ids", url=url, venue_path=venue, symbols=("AAPL",), speed=1e-6))
     engine.start()
+    engine.risk.set_reference_price("AAPL", Decimal(100), engine.clock.now)  # manual orders before any bar
     return engine
 
 

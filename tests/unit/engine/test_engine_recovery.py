@@ -65,8 +65,14 @@ def _differences(url: str) -> list[tuple[str, str]]:
     return [(e.kind, e.resolution) for e in EventStore(url).events("engine-t") if type(e) is ReconciliationDifference]
 
 
+def _priced(engine: EngineService) -> EngineService:
+    """A reference price for the manual orders sent before any bar (the account is a cash account)."""
+    engine.risk.set_reference_price("AAPL", Decimal(100), engine.clock.now)
+    return engine
+
+
 def test_an_order_logged_but_never_received_by_the_venue_is_rejected_on_restart(sqlite_url, tmp_path):
-    engine = _engine(sqlite_url, tmp_path)
+    engine = _priced(_engine(sqlite_url, tmp_path))
     oid = engine.kernel.submit_order("manual", "AAPL", OrderSide.BUY, 10)
     engine.writer.flush()  # the log has the order; the venue never committed it
     _crash(engine)
@@ -81,7 +87,7 @@ def test_an_order_logged_but_never_received_by_the_venue_is_rejected_on_restart(
 
 
 def test_an_acknowledgement_and_fill_the_log_missed_are_applied_once_on_restart(sqlite_url, tmp_path):
-    engine = _engine(sqlite_url, tmp_path)
+    engine = _priced(_engine(sqlite_url, tmp_path))
     oid = engine.kernel.submit_order("manual", "AAPL", OrderSide.BUY, 10)
     engine.writer.flush()
     engine.on_bar(_bar("AAPL", 10 * NS, 100.0))
