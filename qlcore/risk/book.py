@@ -85,7 +85,12 @@ class RiskBook:
         self.open_total = 0
         self.buy_open: dict[tuple[str, str], Decimal] = {}
         self.sell_open: dict[tuple[str, str], Decimal] = {}
-        self.strategy_symbols: dict[str, set[str]] = {}  # the instruments each strategy has traded or ordered
+        # per strategy, for its capital: the strategies that traded or ordered each instrument, and their
+        # worst-case gross exposure (max(|position + open buys|, |position - open sells|) x reference
+        # price) per (strategy, instrument) and in all, kept up to date as `recompute` runs
+        self.strategies_by_symbol: dict[str, set[str]] = {}
+        self.strategy_contrib: dict[tuple[str, str], Decimal] = {}
+        self.strategy_gross: dict[str, Decimal] = {}
         self.sym_buy_open: dict[str, Decimal] = {}
         self.sym_sell_open: dict[str, Decimal] = {}
         self.committed = ZERO  # cash that open buys would spend
@@ -142,7 +147,9 @@ class RiskBook:
                 self.prices[key[1]] = pos.cost / pos.quantity
         self.realized, self.fees, self.cost = realized, fees, cost
         self._cash = self._expected = state.cash
-        for symbol in set(self.sym_qty) | set(self._contrib) | set(self.sym_buy_open) | set(self.sym_sell_open):
+        for symbol in set(self.sym_qty) | set(self._contrib) | set(self.sym_buy_open) | set(self.sym_sell_open) | set(
+            self.strategies_by_symbol
+        ):
             self.recompute(symbol)
         self._dirty.clear()
 
@@ -163,10 +170,27 @@ class RiskBook:
         self._dirty.add(t.symbol)  # its exposure is refreshed before the next order is checked
 
     def _note_symbol(self, strategy_id: str, symbol: str) -> None:
-        symbols = self.strategy_symbols.get(strategy_id)
-        if symbols is None:
-            symbols = self.strategy_symbols[strategy_id] = set()
-        symbols.add(symbol)
+        strategies = self.strategies_by_symbol.get(symbol)
+        if strategies is None:
+            strategies = self.strategies_by_symbol[symbol] = set()
+        strategies.add(strategy_id)
+
+    def _recompute_strategies(self, symbol: str, p: Decimal | None) -> None:
+        positions = self.state.positions  # type: ignore[union-attr]
+        for sid in self.strategies_by_symbol.get(symbol, ()):
+            key = (sid, symbol)
+            if p is None:
+                new = ZERO
+            else:
+                pos = positions.get(key)
+                q = pos.quantity if pos is not None else ZERO
+                hi = q + self.buy_open.get(key, ZERO)
+                lo = q - self.sell_open.get(key, ZERO)
+                new = (hi if hi >= -lo else -lo) * p  # max(|hi|, |lo|), as hi >= lo
+            old = self.strategy_contrib.get(key, ZERO)
+            if new != old:
+                self.strategy_contrib[key] = new
+                self.strategy_gross[sid] = self.strategy_gross.get(sid, ZERO) + new - old
 
     def _set_leaves(self, t: Tracked, leaves: Decimal) -> None:
         d = leaves - t.leaves
@@ -265,6 +289,8 @@ class RiskBook:
             hi = net + buys * p if buys else net
             lo = net - sells * p if sells else net
             new = (net, hi if hi >= -lo else -lo, hi, lo)  # gross: max(|hi|, |lo|), and hi >= lo
+        if symbol in self.strategies_by_symbol:
+            self._recompute_strategies(symbol, p)
         if new[0] != old[0]:
             self.net += new[0] - old[0]
         if new[1] != old[1]:

@@ -395,7 +395,8 @@ class StrategyCapital(Rule):
     """A strategy's capital bounds its worst-case gross exposure: the sum over its instruments of the
     larger of |position + open buys| and |position - open sells|, at reference prices, the order
     included. Denied only if that would exceed the capital *and* grow (an order that reduces the
-    exposure of a strategy already over its capital, after prices moved, passes)."""
+    exposure of a strategy already over its capital, after prices moved, passes). The book keeps
+    each strategy's exposure up to date, so the check costs O(1)."""
 
     name = "capital"
 
@@ -404,33 +405,21 @@ class StrategyCapital(Rule):
 
     def check(self, order: Order, ctx: RiskContext) -> Denial | None:
         limit = cast(Decimal, ctx.lim.capital)  # enabled() checked it is set
-        sid, sym = ctx.key
-        own = ctx.ref if ctx.ref is not None else ctx.px
-        if own is None:
+        sid = order.strategy_id
+        p = ctx.ref if ctx.ref is not None else ctx.px
+        if p is None:
             return self.no_price(f"{money(limit)} (strategy {sid})", order, ctx)
-        book, state = ctx.book, ctx.state
-        q = order.quantity
-        buys, sells = book.buy_open.get(ctx.key, ZERO), book.sell_open.get(ctx.key, ZERO)
-        pos = state.position(sid, sym)
-        now = max(abs(pos + buys), abs(pos - sells)) * own
+        book = ctx.book
+        key = ctx.key
+        q = ctx.state.position(sid, order.symbol)
+        hi = q + book.buy_open.get(key, ZERO)
+        lo = q - book.sell_open.get(key, ZERO)
         if order.side is _BUY:
-            after = max(abs(pos + buys + q), abs(pos - sells)) * own
+            hi += order.quantity
         else:
-            after = max(abs(pos + buys), abs(pos - sells - q)) * own
-        for other in book.strategy_symbols.get(sid, ()):
-            if other == sym:
-                continue
-            key = (sid, other)
-            pos = state.position(sid, other)
-            worst = max(abs(pos + book.buy_open.get(key, ZERO)), abs(pos - book.sell_open.get(key, ZERO)))
-            if not worst:
-                continue
-            p = book.prices.get(other) or state.marks.get(other)
-            if p is None:
-                return self.deny(f"{money(limit)} (strategy {sid})", f"no reference price for {other} to value the "
-                                 "strategy's exposure", order, ctx)
-            now += worst * p
-            after += worst * p
+            lo -= order.quantity
+        now = book.strategy_gross.get(sid, ZERO)
+        after = now - book.strategy_contrib.get(key, ZERO) + (hi if hi >= -lo else -lo) * p
         if after <= limit or after <= now:
             return None
         return self.deny(
