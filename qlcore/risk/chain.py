@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qlcore.model.market import Bar
 from qlcore.model.orders import Order
 from qlcore.model.state import TradingState
 from qlcore.risk.config import RiskConfig
@@ -42,7 +43,6 @@ from qlcore.risk.runaway import RunawayConfig, RunawayGuard
 
 if TYPE_CHECKING:
     from qlcore.engine.kernel import Kernel
-    from qlcore.model.market import Bar
 
 _RUNNING = "RUNNING"
 
@@ -142,6 +142,11 @@ class RiskChain:
         # called as (strategy id, reason) when runaway protection disables a strategy (after the bar)
         self.disable_listeners: list[Callable[[str, str], object]] = []
         self._bound = False
+        # the last bar of each symbol not yet handed to the rules (see `on_bar`)
+        self._bars: dict[str, Bar] = {}
+        self._rules_on_bar: Callable[[Bar], object] | None = getattr(self.rules, "on_bar", None)
+        book = getattr(self.rules, "book", None)
+        self._day_end: Callable[[], int] = (lambda: book.day_end) if book is not None else (lambda: 0)
 
     @property
     def engine(self) -> RiskEngine:
@@ -166,6 +171,8 @@ class RiskChain:
 
     # --- the hook ---------------------------------------------------------------------------------
     def check(self, order: Order, state: TradingState) -> str | None:
+        if self._bars:
+            self._hand_bars()
         if not (self.modes.unwinding and order.tags == FLATTEN_TAG):  # the kill switch's own orders
             reason = self.lifecycle.deny(order)
             if reason is not None:
@@ -184,9 +191,22 @@ class RiskChain:
 
     # --- the clock ----------------------------------------------------------------------------------
     def on_bar(self, bar: Bar) -> None:
-        """A bar's close becomes the rules' reference price (before the strategies see the bar)."""
-        on_bar = getattr(self.rules, "on_bar", None)
-        if callable(on_bar):
+        """A bar's close becomes the rules' reference price (before the strategies see the bar).
+
+        Most bars meet no order, so the bar is only kept, the symbol's last: the rules take the kept
+        bars at the next check, or when a new day starts (so the day's P&L baseline is taken at the
+        previous day's last prices, as if each bar had been handed at once)."""
+        if self._rules_on_bar is None:
+            return
+        if bar.ts >= self._day_end():
+            self._hand_bars()
+        self._bars[bar.symbol] = bar
+
+    def _hand_bars(self) -> None:
+        on_bar = self._rules_on_bar
+        assert on_bar is not None
+        bars, self._bars = self._bars, {}
+        for bar in bars.values():
             on_bar(bar)
 
     def after_bar(self) -> list[str]:

@@ -86,7 +86,7 @@ def test_over_its_capital_after_prices_moved_a_strategy_may_still_reduce_but_not
 
 
 def test_a_deployment_capital_and_limits_mean_what_the_same_limits_mean_in_the_risk_file():
-    configured = Book({"strategy": {"s1": {"capital": "10000", "max_position": 80}}})
+    configured = Book({"strategy": {"s1": {"capital": "10000", "max_position": 220}}})
     deployed = Book({})
     deployed.manager.deploy(IDLE, symbols=["AAPL"], allocation=10_000, strategy_id="s1", limits={"max_position": 80})
     for book in (configured, deployed):
@@ -96,7 +96,7 @@ def test_a_deployment_capital_and_limits_mean_what_the_same_limits_mean_in_the_r
         assert denied(configured.order("BUY", qty)) == denied(deployed.order("BUY", qty))
     assert denied(deployed.order("BUY", 11)).startswith("max_position: limit 80 (strategy s1), worst case 81")
     # where the file and the deployment both set a limit, the tighter one is in force
-    both = Book({"strategy": {"s1": {"max_position": 30}}})
+    both = Book({"strategy": {"s1": {"max_position": 220}}})
     both.manager.deploy(IDLE, symbols=["AAPL"], allocation=10_000, strategy_id="s1", limits={"max_position": 80})
     assert denied(both.order("BUY", 31)).startswith("max_position: limit 30 (strategy s1)")
 
@@ -145,3 +145,41 @@ def test_a_bad_risk_file_names_the_section_and_key():
         RiskSettings.from_mapping({"account": {"levrage": 2}})
     with pytest.raises(RiskConfigError, match=r"\[account\] capital: cannot be set per account|capital"):
         RiskSettings.from_mapping({"instrument": {"AAPL": {"capital": 5}}})
+
+
+class Churn(Strategy):
+    """Buys on some bars and sells on others, in sizes that reach the cash and loss limits."""
+
+    name = "churn"
+
+    def on_start(self) -> None:
+        self.n = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        self.n += 1
+        if self.n % 3:
+            self.buy(40 + self.n % 7 * 20)
+        else:
+            self.sell(60)
+
+
+def test_bars_kept_until_the_next_check_give_the_denials_of_bars_handed_at_once():
+    from qlcore.data.synthetic import synthetic_bars
+    from qlcore.engine import BacktestConfig, BacktestEngine
+    from qlcore.risk import RiskEngine
+
+    bars = synthetic_bars(3 * 1440, freq="1min", seed=3, symbol="SYN")  # three days and nights
+    config = {"account": {"buying_power": True, "max_daily_loss": "150", "max_position": 220}}
+
+    def denials(eager: bool) -> list[tuple]:
+        rules = RiskEngine(config)
+        engine = BacktestEngine(BacktestConfig(initial_cash=D(22_000)), risk=rules)
+        if eager:  # the old way: a strategy hands every close to the rules as the bar comes
+            engine.add_strategy(rules.price_feed())
+        engine.add_strategy(Churn(strategy_id="churn"))
+        orders = engine.run(bars).orders
+        return [(r.ts_init, r.side, r.quantity, r.reason) for r in orders.itertuples() if r.status == "DENIED"]
+
+    kept = denials(eager=False)
+    assert {reason.split(":")[0] for *_, reason in kept} >= {"max_daily_loss", "buying_power", "max_position"}
+    assert kept == denials(eager=True)
