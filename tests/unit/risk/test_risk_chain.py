@@ -86,7 +86,7 @@ def test_over_its_capital_after_prices_moved_a_strategy_may_still_reduce_but_not
 
 
 def test_a_deployment_capital_and_limits_mean_what_the_same_limits_mean_in_the_risk_file():
-    configured = Book({"strategy": {"s1": {"capital": "10000", "max_position": 220}}})
+    configured = Book({"strategy": {"s1": {"capital": "10000", "max_position": 80}}})
     deployed = Book({})
     deployed.manager.deploy(IDLE, symbols=["AAPL"], allocation=10_000, strategy_id="s1", limits={"max_position": 80})
     for book in (configured, deployed):
@@ -96,7 +96,7 @@ def test_a_deployment_capital_and_limits_mean_what_the_same_limits_mean_in_the_r
         assert denied(configured.order("BUY", qty)) == denied(deployed.order("BUY", qty))
     assert denied(deployed.order("BUY", 11)).startswith("max_position: limit 80 (strategy s1), worst case 81")
     # where the file and the deployment both set a limit, the tighter one is in force
-    both = Book({"strategy": {"s1": {"max_position": 220}}})
+    both = Book({"strategy": {"s1": {"max_position": 30}}})
     both.manager.deploy(IDLE, symbols=["AAPL"], allocation=10_000, strategy_id="s1", limits={"max_position": 80})
     assert denied(both.order("BUY", 31)).startswith("max_position: limit 30 (strategy s1)")
 
