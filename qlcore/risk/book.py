@@ -77,6 +77,7 @@ class RiskBook:
         self.attached = False  # True: order events arrive through the bus, no polling
         self.prices: dict[str, Decimal] = {}
         self._fed: set[str] = set()  # symbols priced by a feed (not by their last fill)
+        self.tracking_strategies = False  # per-strategy exposure is kept only while a capital limit is in force
         self._reset()
 
     def _reset(self) -> None:
@@ -169,7 +170,23 @@ class RiskBook:
         self._set_leaves(t, order.quantity - order.filled_quantity)
         self._dirty.add(t.symbol)  # its exposure is refreshed before the next order is checked
 
+    def track_strategies(self) -> None:
+        """Keep each strategy's worst-case gross exposure from now on (a capital limit came into force)."""
+        if self.tracking_strategies:
+            return
+        self.tracking_strategies = True
+        if self.state is None:
+            return
+        for key in self.state.positions:
+            self._note_symbol(*key)
+        for t in self.tracked.values():
+            self._note_symbol(t.strategy_id, t.symbol)
+        for symbol in list(self.strategies_by_symbol):
+            self.recompute(symbol)
+
     def _note_symbol(self, strategy_id: str, symbol: str) -> None:
+        if not self.tracking_strategies:
+            return
         strategies = self.strategies_by_symbol.get(symbol)
         if strategies is None:
             strategies = self.strategies_by_symbol[symbol] = set()

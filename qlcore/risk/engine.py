@@ -76,6 +76,7 @@ class RiskEngine:
         self.config = config
         self._resolved: dict[tuple[str, str], ResolvedLimits] = {}
         self._deployed: dict[str, dict[str, Decimal]] = {}  # strategy id -> limits of its deployment
+        self._track_capital()
         # listeners' return values are ignored (the audit recorder returns its entry)
         self.decision_listeners: list[Callable[[RiskDecision], object]] = []
         self.event_listeners: list[Callable[[Event], object]] = []
@@ -193,6 +194,17 @@ class RiskEngine:
         self._deployed[strategy_id] = dict(limits)
         for key in [k for k in self._resolved if k[0] == strategy_id]:
             del self._resolved[key]
+        self._track_capital()
+
+    def _track_capital(self) -> None:
+        """The book keeps per-strategy exposure only once some strategy has a capital limit."""
+        config = self.config
+        if (
+            config.account.capital is not None
+            or any(lim.capital is not None for lim in config.strategies.values())
+            or any("capital" in own for own in self._deployed.values())
+        ):
+            self.book.track_strategies()
 
     def _resolve(self, strategy_id: str, symbol: str) -> ResolvedLimits:
         lim = self.config.resolve(strategy_id, symbol)
@@ -242,6 +254,7 @@ class RiskEngine:
         self._load_calendars(config)
         self.config = config
         self._resolved.clear()
+        self._track_capital()
         self.changes.append(event)
 
     # --- prices -----------------------------------------------------------------------------------

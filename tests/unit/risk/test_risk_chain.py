@@ -183,3 +183,14 @@ def test_bars_kept_until_the_next_check_give_the_denials_of_bars_handed_at_once(
     kept = denials(eager=False)
     assert {reason.split(":")[0] for *_, reason in kept} >= {"max_daily_loss", "buying_power", "max_position"}
     assert kept == denials(eager=True)
+
+
+def test_a_capital_deployed_after_trading_began_counts_what_the_strategy_already_holds():
+    book = Book({})
+    assert not book.chain.engine.book.tracking_strategies  # no capital anywhere: nothing kept per strategy
+    book.filled("BUY", 40, "MSFT", strategy="s1")  # 2,000
+    book.order("BUY", 30, strategy="s1")  # 3,000 open
+    book.manager.deploy(IDLE, symbols=["AAPL"], allocation=6_000, strategy_id="s1")
+    assert denied(book.order("BUY", 11, strategy="s1")).startswith(
+        "capital: limit 6000.00 (strategy s1), gross exposure after the order 6100.00 (now 5000.00)"
+    )

@@ -98,6 +98,8 @@ def test_incremental_book_equals_a_book_rebuilt_from_the_state(steps, attach):
     fresh = RiskBook()
     fresh.prices = dict(book.prices)
     fresh._fed = set(book._fed)
+    assert book.tracking_strategies  # s3 has a capital: the book keeps per-strategy exposure
+    fresh.track_strategies()
     fresh.bind(d.state)
 
     def nonzero(mapping: dict) -> dict:
