@@ -10,6 +10,8 @@ around it). Two wirings are measured:
   rules. This is how a paper or live engine wires it.
 * polling: no bus (a `BacktestEngine` builds its kernel inside `run`); each check first catches up
   by looking at every open order, so it also pays for the fills and cancels since the last order.
+* chain: the whole `RiskChain` every engine uses (lifecycle -> trading modes -> runaway protection
+  -> these rules, plus each strategy's capital), attached, timed around `RiskChain.check`.
 
 Every rule is on: restricted list (S49 is restricted; for the other instruments the rule is
 resolved away when their limits are first resolved, so it costs nothing per order), message
@@ -45,6 +47,7 @@ from qlcore.model.enums import OrderSide, OrderType
 from qlcore.model.instruments import Instrument
 from qlcore.model.market import Bar
 from qlcore.risk import RiskConfig, RiskEngine
+from qlcore.risk.chain import RiskChain, RiskSettings
 
 TARGET_P50_US = 20.0
 N_SYMBOLS = 50
@@ -83,13 +86,22 @@ CONFIG = {
 }
 
 
-def run(n_orders: int, *, attach: bool, seed: int = 7) -> dict:
+# the whole chain's settings: the rules above, each strategy's capital, runaway protection on
+CHAIN_SETTINGS = {
+    **CONFIG,
+    "strategy": {s: {"capital": "4000000"} for s in STRATEGIES},
+    "runaway": {"max_orders": 1000, "order_window_s": 60, "max_fills": 1000, "fill_window_s": 60},
+}
+
+
+def run(n_orders: int, *, attach: bool, chain: bool = False, seed: int = 7) -> dict:
     rng = random.Random(seed)
     symbols = [f"S{i:02d}" for i in range(N_SYMBOLS - 1)]  # S49 is restricted: never traded
     instruments = {s: Instrument(s) for s in [*symbols, "S49"]}
-    risk = RiskEngine(RiskConfig.from_mapping(CONFIG))
+    whole = RiskChain(RiskSettings.from_mapping(CHAIN_SETTINGS)) if chain else None
+    risk = whole.engine if whole is not None else RiskEngine(RiskConfig.from_mapping(CONFIG))
     timings: list[int] = []
-    check = risk.check
+    check = whole.check if whole is not None else risk.check
 
     class Timed:
         def check(self, order, state):
@@ -111,7 +123,10 @@ def run(n_orders: int, *, attach: bool, seed: int = 7) -> dict:
             handler_ns.append(perf_counter_ns() - t0)
 
         risk._on_order_event = timed_event  # type: ignore[method-assign]
-        risk.attach(kernel)
+        if whole is not None:
+            whole.bind(kernel)  # makes the modes and runaway parts, attaches the rules
+        else:
+            risk.attach(kernel)
     kernel.emit(AccountFunded(clock.now, "main", Decimal(10_000_000)))
     prices = {s: 20.0 + 3.0 * i for i, s in enumerate(symbols)}
 
@@ -172,7 +187,8 @@ def run(n_orders: int, *, attach: bool, seed: int = 7) -> dict:
     report = risk.report()
     events_us = sorted(t / 1000 for t in handler_ns)
     return {
-        "mode": "attached to the kernel bus" if attach else "polling (no bus)",
+        "mode": ("whole RiskChain (lifecycle, modes, runaway, rules + capital), attached" if chain
+                 else "attached to the kernel bus" if attach else "polling (no bus)"),
         "orders": len(us),
         "p50_us": statistics.median(us),
         "p90_us": us[int(0.90 * (len(us) - 1))],
@@ -200,11 +216,11 @@ def main() -> int:
     ap.add_argument("--json", type=str, default=None)
     args = ap.parse_args()
     results = {}
-    for attach in (True, False):
-        rounds = [run(args.orders, attach=attach) for _ in range(args.repeat)]
+    for name, attach, chain in (("attached", True, False), ("polling", False, False), ("chain", True, True)):
+        rounds = [run(args.orders, attach=attach, chain=chain) for _ in range(args.repeat)]
         best = min(rounds, key=lambda r: r["p50_us"])
         best["p50_us_rounds"] = [round(r["p50_us"], 2) for r in rounds]
-        results["attached" if attach else "polling"] = best
+        results[name] = best
         print(f"risk check chain, {best['mode']} ({len(best['rules_in_chain'])} rules, "
               f"{best['orders']:,} orders, best of {args.repeat}):")
         print(f"  p50 {best['p50_us']:.1f} us   p90 {best['p90_us']:.1f} us   p99 {best['p99_us']:.1f} us   "

@@ -25,6 +25,7 @@ from qlcore.model.instruments import Instrument
 from qlcore.model.market import Bar
 from qlcore.model.money import to_decimal
 from qlcore.portfolio.result import BacktestResult
+from qlcore.risk.chain import RiskChain, RiskSettings
 from qlcore.risk.hook import RiskHook
 from qlcore.strategies.base import Strategy
 
@@ -40,6 +41,10 @@ class BacktestEngine:
 
     `data` maps symbols to canonical bar frames (see `qlcore.data`). With a `store`, every event is
     appended to the stream named by the run id, and the run can be replayed and verified later.
+
+    Orders pass the same `RiskChain` as in the paper engine, built for each run from `risk`: the
+    `RiskSettings` of a risk file (default: a cash account, so no leverage), or a rules hook (such
+    as a `RiskEngine`) as the chain's last part. `chain` holds the last run's chain.
     """
 
     def __init__(
@@ -47,7 +52,7 @@ class BacktestEngine:
         config: BacktestConfig | None = None,
         *,
         store: EventStore | None = None,
-        risk: RiskHook | None = None,
+        risk: RiskSettings | RiskHook | None = None,
         run_id: str | None = None,
         instruments: Mapping[str, Instrument] | None = None,
     ) -> None:
@@ -56,7 +61,17 @@ class BacktestEngine:
         self.risk = risk
         self.run_id = run_id or new_run_id()
         self.instruments = dict(instruments or {})
+        self.chain: RiskChain | None = None
         self._strategies: list[tuple[Strategy, tuple[str, ...] | None]] = []
+
+    def _chain(self) -> RiskChain:
+        """The run's chain: from settings (default: a cash account), or around a given rules hook."""
+        if isinstance(self.risk, RiskChain):
+            raise TypeError("pass the RiskSettings (or a rules hook such as a RiskEngine): a RiskChain is "
+                            "bound to one kernel, and each run builds its own")
+        if self.risk is None or isinstance(self.risk, RiskSettings):
+            return RiskChain(self.risk)
+        return RiskChain(rules=self.risk)
 
     def add_strategy(self, strategy: Strategy, symbols: Iterable[str] | None = None) -> BacktestEngine:
         ids = {s.strategy_id for s, _ in self._strategies}
@@ -82,22 +97,17 @@ class BacktestEngine:
             FillModel(self.config.fee_bps, self.config.min_fee, self.config.slippage_bps)
         )
         writer = self.store.writer(self.run_id, batch_size=self.config.batch_size) if self.store else None
+        chain = self._chain()
         kernel = Kernel(
             clock=clock,
             broker=broker,
             instruments=instruments,
             writer=writer,
-            risk=self.risk,
+            risk=chain,
             order_id_prefix="O-",
         )
         fills: list[OrderFilled] = []
         kernel.fill_listeners.append(fills.append)
-        # a risk engine that can follow the kernel (bus) and the market (bars) is wired in here,
-        # so backtests need no helper strategies for it
-        attach = getattr(self.risk, "attach", None)
-        if callable(attach):
-            attach(kernel)
-        risk_on_bar = getattr(self.risk, "on_bar", None)
         ts_all, sym_col, cols = _timeline(frames)
         n = len(ts_all)
         if n == 0:
@@ -131,10 +141,8 @@ class BacktestEngine:
         # tuple.__new__ straight from zip's tuples: no Python-level call per bar
         bar_iter = map(partial(tuple.__new__, Bar), zip(sym_col, ts_all.tolist(), *(c.tolist() for c in cols), strict=False))
         bar_on = broker.on_bar
-        handlers = {
-            sym: ([risk_on_bar] if callable(risk_on_bar) else []) + [s.on_bar for s in subs]
-            for sym, subs in subscribers.items()
-        }
+        # the chain's rules take each close as the reference price before the strategies act on it
+        handlers = {sym: [chain.on_bar] + [s.on_bar for s in subs] for sym, subs in subscribers.items()}
         single = handlers[symbols[0]] if len(symbols) == 1 and len(handlers[symbols[0]]) == 1 else None
         bar_progress = _progress(n, progress)
         try:
@@ -146,6 +154,8 @@ class BacktestEngine:
 
         for strategy, _ in self._strategies:
             strategy.on_stop()
+        chain.after_bar()  # a backtest has no manager to pause a disabled strategy: its mode halts it
+        self.chain = chain
         last_close = {sym: float(df["close"].iloc[-1]) for sym, df in frames.items()}
         marks = tuple((sym, to_decimal(px)) for sym, px in sorted(last_close.items()))
         kernel.emit(MarksUpdated(clock.now, marks))

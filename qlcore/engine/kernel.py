@@ -72,6 +72,9 @@ class Kernel:
         self._next_order = 0
         self.events_emitted = 0
         broker.bind(self)
+        bind = getattr(self.risk, "bind", None)  # a `RiskChain` makes its parts over this kernel
+        if callable(bind):
+            bind(self)
 
     # --- the one path for state changes ------------------------------------------------------
     def emit(self, event: Event) -> None:

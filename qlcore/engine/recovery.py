@@ -101,8 +101,6 @@ def rebuild(engine: EngineService) -> Rebuilt:
     last_seq = 0
     lifecycle: list[Event] = []
     fills: list[OrderFilled] = []
-    prefix = kernel._prefix
-    last_number = 0
     last_ts = 0
     for seq, event in engine.store.iter_events(engine.config.stream):
         state.apply(event)
@@ -122,9 +120,6 @@ def rebuild(engine: EngineService) -> Rebuilt:
             out.monitors_from = seq
         if t is OrderInitialized:
             out.orders += 1
-            oid = event.order_id  # type: ignore[attr-defined]
-            if oid.startswith(prefix) and oid[len(prefix):].isdigit():
-                last_number = max(last_number, int(oid[len(prefix):]))
         elif t is OrderFilled:
             fills.append(event)  # type: ignore[arg-type]
         elif t is MarksUpdated:
@@ -146,7 +141,6 @@ def rebuild(engine: EngineService) -> Rebuilt:
         monitors.restore(blank)
         engine.alert("warning", "risk monitors", f"saved state at seq {from_seq} is beyond the log's end "
                      f"({last_seq}); the monitors start afresh")
-    kernel._next_order = last_number
     engine.clock.now = last_ts
     engine.risk.book.bind(state)
     for symbol, price in state.marks.items():

@@ -79,16 +79,15 @@ from qlcore.events.facts import (
 from qlcore.events.store import EventStore, StoreConflict
 from qlcore.events.types import AccountFunded, Event, MarksUpdated, OrderFilled
 from qlcore.execution.client import ExecutionClient
+from qlcore.execution.ids import ClientOrderIds
 from qlcore.execution.policy import ExecutionConfig
 from qlcore.model.instruments import Instrument
 from qlcore.model.market import Bar
 from qlcore.model.money import to_decimal
-from qlcore.risk.config import RiskConfig
-from qlcore.risk.engine import RiskEngine
+from qlcore.risk.chain import RiskChain, RiskSettings
 from qlcore.risk.killswitch import halt, resume_trading
-from qlcore.risk.modes import ACCOUNT, UNWIND_TAGS, ModeConfig, ModeGate, TradingMode, TradingModes
-from qlcore.risk.monitors import MonitorConfig, RiskMonitors
-from qlcore.risk.runaway import RunawayConfig, RunawayGuard
+from qlcore.risk.modes import ACCOUNT, TradingMode
+from qlcore.risk.monitors import RiskMonitors
 from qlcore.store.checkpoint import Checkpointer, no_autocheckpoint
 from qlcore.store.db import connect, project_data_dir, resolve_url, sqlite_synchronous
 from qlcore.store.errors import StoreUnavailable, describe, is_store_error, unwritable_files
@@ -232,28 +231,26 @@ class EngineService:
         self.client = ExecutionClient(
             self.venue, clock=self.clock, record=self._emit_fact, config=ExecutionConfig(), sleep=time.sleep
         )
-        limits, mode_config, monitor_config, runaway_config = load_risk_file(config.risk_config)
-        self.risk = RiskEngine(limits)
+        # the pre-trade chain, built once from the risk file: lifecycle -> trading modes -> runaway -> rules
+        settings = RiskSettings.from_file(config.risk_config)
+        self.chain = RiskChain(settings)
         self.kernel = Kernel(
             clock=self.clock,
             broker=self.client,
             instruments=self.instruments,
             writer=self.writer,
-            risk=self.risk,
-            order_id_prefix=f"{config.engine_id}-",
+            risk=self.chain,
+            # a new session token at each start: ids never repeat across restarts, lost log tails or a
+            # new store beside an existing venue ledger (qlcore.execution.ids)
+            order_id_prefix=ClientOrderIds.for_engine(config.engine_id, time.time_ns()).prefix,
         )
-        self.risk.attach(self.kernel)
-        # the pre-trade chain: lifecycle gate -> trading modes -> runaway guard -> risk rules
+        self.risk, self.modes, self.guard = self.chain.engine, self.chain.modes, self.chain.runaway
+        self.chain.disable_listeners.append(self._disable)
         # `monotonic` times each strategy's on_bar against its budget (tests give their own clock)
         self.manager = StrategyManager(
             self.kernel, faults=FaultPolicy(config.strategy_bar_budget_s, config.flatten_failed), monotonic=monotonic,
         )
-        self.modes = TradingModes.for_kernel(self.kernel, mode_config)
-        self.guard = RunawayGuard(self.modes, self.risk, runaway_config, on_disable=self._disable)
-        self.manager.gate.inner = ModeGate(self.modes, self.guard)
-        self.manager.gate.unwinding = lambda order: self.modes.unwinding and order.tags in UNWIND_TAGS
-        self.kernel.fill_listeners.append(self.guard.on_fill)
-        self.monitors = RiskMonitors(self.kernel, self.modes, monitor_config)
+        self.monitors = RiskMonitors(self.kernel, self.modes, settings.monitors)
         self.monitors.attach()
         self.manager.event_listeners.append(self._on_lifecycle)
         # the audit trail: orders, fills, risk decisions, limit, mode and lifecycle changes, commands
@@ -770,10 +767,10 @@ class EngineService:
             # made so far are committed first (write-ahead), then the venue commits and reports
             self.writer.flush()
             self.venue.flush()
-        self.risk.on_bar(bar)
+        self.chain.on_bar(bar)
         self.conditions.on_bar(bar)
         self.manager.on_bar(bar)
-        self.guard.run_pending()
+        self.chain.after_bar()
 
     def _close_step(self, ts: int, marks: dict[str, Decimal]) -> None:
         self.counters.steps += 1
@@ -935,26 +932,6 @@ def _command_subject(recorder: AuditRecorder, params: dict[str, Any]) -> str:
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def load_risk_file(path: Path | None) -> tuple[RiskConfig | None, ModeConfig, MonitorConfig, RunawayConfig]:
-    """One TOML file for all risk settings: pre-trade limits (account, strategy, instrument), who may
-    resume trading ([modes]), real-time monitors ([monitors]) and runaway protection ([runaway]).
-
-    Without a [modes] table the operator running the engine and the user "admin" are authorised.
-    """
-    import getpass
-    import tomllib
-
-    values: dict[str, Any] = tomllib.loads(path.read_text()) if path is not None else {}
-    modes = values.pop("modes", None)
-    monitors = values.pop("monitors", {})
-    runaway = values.pop("runaway", {})
-    mode_config = (
-        ModeConfig.from_mapping(modes) if modes is not None else ModeConfig(frozenset({"admin", getpass.getuser()}))
-    )
-    limits = RiskConfig.from_mapping(values) if values else None
-    return limits, mode_config, MonitorConfig.from_mapping(monitors), RunawayConfig.from_mapping(runaway)
 
 
 def run_engine(config: EngineConfig, *, on_ready: Callable[[EngineService], None] | None = None) -> EngineService:

@@ -49,6 +49,14 @@ class ClientOrderIds:
     def new_session(cls, engine_id: str, now_ns: int, rng: random.Random | None = None) -> ClientOrderIds:
         return cls(engine_id, session_token(now_ns, rng))
 
+    @classmethod
+    def for_engine(cls, engine_id: str, now_ns: int, rng: random.Random | None = None) -> ClientOrderIds:
+        """A new session for an engine whose id may be longer or hold other characters: its first
+        8 letters and digits name it in the ids ("E" if it has none). The session token, not the
+        name, is what makes the ids unique."""
+        tag = "".join(c for c in engine_id if c.isascii() and c.isalnum())[:8] or "E"
+        return cls.new_session(tag, now_ns, rng)
+
     def next(self) -> ClientOrderId:
         self._next += 1
         return ClientOrderId(f"{self.prefix}{self._next}")

@@ -262,7 +262,7 @@ def _run_vectorbt(
             first = df.index[int(short["idx"][0])]
             notes.append(
                 f"{symbol}: vectorbt bought less than {quantity:g} on {len(short)} entries (first {first}) "
-                "for lack of cash; the engine has no buying-power check"
+                "for lack of cash; the engine's cash account denies such an order whole (buying_power)"
             )
         ts = cast(pd.DatetimeIndex, df.index).as_unit("ns").asi8  # bar frames are indexed by time
         for i, r in enumerate(rec):

@@ -1,10 +1,11 @@
 """Risk: the pre-trade check chain in the order path (risk and compliance rules, limits by level),
 trading modes, real-time monitors, runaway protection and the kill switch.
 
-`RiskHook` is what the kernel calls; `AllowAll` lets everything through; `RiskEngine` runs the
-rules of `qlcore.risk.rules` with limits from a `RiskConfig`. `ModeGate` (account and strategy
-modes ACTIVE / REDUCING / HALTED) and `RunawayGuard` wrap another hook; `RiskMonitors` move the
-modes on breaches; `halt` is the kill switch. Names are imported on first use, so that
+`RiskHook` is what the kernel calls; `AllowAll` lets everything through. `RiskChain` is the one
+hook of every engine, built from `RiskSettings` (one TOML file): lifecycle -> `ModeGate` (account
+and strategy modes ACTIVE / REDUCING / HALTED) -> `RunawayGuard` -> `RiskEngine`, which runs the
+rules of `qlcore.risk.rules` with limits from a `RiskConfig`. `RiskMonitors` move the modes on
+breaches; `halt` is the kill switch. Names are imported on first use, so that
 `qlcore risk --help` does not load the trading model.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from qlcore._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from qlcore.risk.base import Denial, RiskContext, Rule
+    from qlcore.risk.chain import Lifecycle, RiskChain, RiskSettings
     from qlcore.risk.config import Limits, ResolvedLimits, RiskConfig, RiskConfigError
     from qlcore.risk.engine import RiskDecision, RiskEngine
     from qlcore.risk.hook import AllowAll, RiskHook
@@ -57,6 +59,9 @@ _EXPORTS = {
     "NotAuthorisedError": "modes",
     "RISK_RULES": "rules",
     "ResolvedLimits": "config",
+    "Lifecycle": "chain",
+    "RiskChain": "chain",
+    "RiskSettings": "chain",
     "RiskConfig": "config",
     "RiskConfigError": "config",
     "RiskContext": "base",
@@ -84,6 +89,7 @@ __all__ = [
     "AllowAll",
     "Denial",
     "HaltSummary",
+    "Lifecycle",
     "Limit",
     "Limits",
     "ModeConfig",
@@ -93,6 +99,7 @@ __all__ = [
     "MonitorConfigError",
     "NotAuthorisedError",
     "ResolvedLimits",
+    "RiskChain",
     "RiskConfig",
     "RiskConfigError",
     "RiskContext",
@@ -100,6 +107,7 @@ __all__ = [
     "RiskEngine",
     "RiskHook",
     "RiskMonitors",
+    "RiskSettings",
     "Rule",
     "RunawayConfig",
     "RunawayConfigError",

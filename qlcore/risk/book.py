@@ -77,6 +77,7 @@ class RiskBook:
         self.attached = False  # True: order events arrive through the bus, no polling
         self.prices: dict[str, Decimal] = {}
         self._fed: set[str] = set()  # symbols priced by a feed (not by their last fill)
+        self.tracking_strategies = False  # per-strategy exposure is kept only while a capital limit is in force
         self._reset()
 
     def _reset(self) -> None:
@@ -85,6 +86,12 @@ class RiskBook:
         self.open_total = 0
         self.buy_open: dict[tuple[str, str], Decimal] = {}
         self.sell_open: dict[tuple[str, str], Decimal] = {}
+        # per strategy, for its capital: the strategies that traded or ordered each instrument, and their
+        # worst-case gross exposure (max(|position + open buys|, |position - open sells|) x reference
+        # price) per (strategy, instrument) and in all, kept up to date as `recompute` runs
+        self.strategies_by_symbol: dict[str, set[str]] = {}
+        self.strategy_contrib: dict[tuple[str, str], Decimal] = {}
+        self.strategy_gross: dict[str, Decimal] = {}
         self.sym_buy_open: dict[str, Decimal] = {}
         self.sym_sell_open: dict[str, Decimal] = {}
         self.committed = ZERO  # cash that open buys would spend
@@ -131,6 +138,7 @@ class RiskBook:
         self._pos_cache = {}
         realized = fees = cost = ZERO
         for key, pos in state.positions.items():
+            self._note_symbol(*key)
             self.sym_qty[key[1]] = self.sym_qty.get(key[1], ZERO) + pos.quantity
             self._pos_cache[key] = (pos.cost, pos.realized_pnl, pos.fees)
             realized += pos.realized_pnl
@@ -140,7 +148,9 @@ class RiskBook:
                 self.prices[key[1]] = pos.cost / pos.quantity
         self.realized, self.fees, self.cost = realized, fees, cost
         self._cash = self._expected = state.cash
-        for symbol in set(self.sym_qty) | set(self._contrib) | set(self.sym_buy_open) | set(self.sym_sell_open):
+        for symbol in set(self.sym_qty) | set(self._contrib) | set(self.sym_buy_open) | set(self.sym_sell_open) | set(
+            self.strategies_by_symbol
+        ):
             self.recompute(symbol)
         self._dirty.clear()
 
@@ -149,6 +159,7 @@ class RiskBook:
         """An approved order (about to be sent): count it as open from now on."""
         t = Tracked(order, px)
         self.tracked[order.order_id] = t
+        self._note_symbol(t.strategy_id, t.symbol)
         self.open_by_strategy[t.strategy_id] = self.open_by_strategy.get(t.strategy_id, 0) + 1
         self.open_total += 1
         if order.order_type in _RESTING:
@@ -158,6 +169,45 @@ class RiskBook:
             book[order.order_id] = t
         self._set_leaves(t, order.quantity - order.filled_quantity)
         self._dirty.add(t.symbol)  # its exposure is refreshed before the next order is checked
+
+    def track_strategies(self) -> None:
+        """Keep each strategy's worst-case gross exposure from now on (a capital limit came into force)."""
+        if self.tracking_strategies:
+            return
+        self.tracking_strategies = True
+        if self.state is None:
+            return
+        for key in self.state.positions:
+            self._note_symbol(*key)
+        for t in self.tracked.values():
+            self._note_symbol(t.strategy_id, t.symbol)
+        for symbol in list(self.strategies_by_symbol):
+            self.recompute(symbol)
+
+    def _note_symbol(self, strategy_id: str, symbol: str) -> None:
+        if not self.tracking_strategies:
+            return
+        strategies = self.strategies_by_symbol.get(symbol)
+        if strategies is None:
+            strategies = self.strategies_by_symbol[symbol] = set()
+        strategies.add(strategy_id)
+
+    def _recompute_strategies(self, symbol: str, p: Decimal | None) -> None:
+        positions = self.state.positions  # type: ignore[union-attr]
+        for sid in self.strategies_by_symbol.get(symbol, ()):
+            key = (sid, symbol)
+            if p is None:
+                new = ZERO
+            else:
+                pos = positions.get(key)
+                q = pos.quantity if pos is not None else ZERO
+                hi = q + self.buy_open.get(key, ZERO)
+                lo = q - self.sell_open.get(key, ZERO)
+                new = (hi if hi >= -lo else -lo) * p  # max(|hi|, |lo|), as hi >= lo
+            old = self.strategy_contrib.get(key, ZERO)
+            if new != old:
+                self.strategy_contrib[key] = new
+                self.strategy_gross[sid] = self.strategy_gross.get(sid, ZERO) + new - old
 
     def _set_leaves(self, t: Tracked, leaves: Decimal) -> None:
         d = leaves - t.leaves
@@ -256,6 +306,8 @@ class RiskBook:
             hi = net + buys * p if buys else net
             lo = net - sells * p if sells else net
             new = (net, hi if hi >= -lo else -lo, hi, lo)  # gross: max(|hi|, |lo|), and hi >= lo
+        if symbol in self.strategies_by_symbol:
+            self._recompute_strategies(symbol, p)
         if new[0] != old[0]:
             self.net += new[0] - old[0]
         if new[1] != old[1]:

@@ -88,6 +88,10 @@ FIELDS: dict[str, Field] = {
     "fee_bps": Field("decimal", _ACCOUNT_ONLY, "fee estimate for buying power, bps of notional"),
     "min_fee": Field("decimal", _ACCOUNT_ONLY, "minimum fee estimate for buying power"),
     "max_daily_loss": Field("decimal", _ACCOUNT_ONLY, "realized + unrealized P&L since the day's start"),
+    "capital": Field(
+        "positive", _STRATEGY_LEVELS, "the strategy's capital: its gross exposure (open orders included) at most this"
+    ),
+    "leverage": Field("positive", _ACCOUNT_ONLY, "margin account: gross exposure at most leverage x equity"),
 }
 
 _DEFAULTS: dict[str, Any] = {
@@ -185,6 +189,8 @@ class Limits:
     fee_bps: Decimal | None = None
     min_fee: Decimal | None = None
     max_daily_loss: Decimal | None = None
+    capital: Decimal | None = None
+    leverage: Decimal | None = None
 
     def items(self) -> list[tuple[str, Any]]:
         """The limits set at this level, in `FIELDS` order."""
@@ -229,6 +235,8 @@ class ResolvedLimits:
     fee_bps: Decimal
     min_fee: Decimal
     max_daily_loss: Decimal | None
+    capital: Decimal | None
+    leverage: Decimal | None
 
     def __init__(self, strategy_id: str, symbol: str, values: Mapping[str, Any]) -> None:
         self.strategy_id = strategy_id

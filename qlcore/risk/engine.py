@@ -38,7 +38,7 @@ from qlcore.model.state import TradingState
 from qlcore.risk.base import Denial, RiskContext, Rule
 from qlcore.risk.book import RiskBook
 from qlcore.risk.calendar import SessionCalendar
-from qlcore.risk.config import ResolvedLimits, RiskConfig
+from qlcore.risk.config import FIELDS, ResolvedLimits, RiskConfig
 from qlcore.risk.rules import ALL_RULES
 
 if TYPE_CHECKING:
@@ -75,6 +75,8 @@ class RiskEngine:
         self._load_calendars(config)
         self.config = config
         self._resolved: dict[tuple[str, str], ResolvedLimits] = {}
+        self._deployed: dict[str, dict[str, Decimal]] = {}  # strategy id -> limits of its deployment
+        self._track_capital()
         # listeners' return values are ignored (the audit recorder returns its entry)
         self.decision_listeners: list[Callable[[RiskDecision], object]] = []
         self.event_listeners: list[Callable[[Event], object]] = []
@@ -182,8 +184,34 @@ class RiskEngine:
         self.book.settle()
 
     # --- limits -----------------------------------------------------------------------------------
+    def deploy(self, strategy_id: str, limits: Mapping[str, Decimal]) -> None:
+        """The limits a strategy was deployed with (`capital`, `max_order_quantity`, `max_position`,
+        ...): in force beside the configured ones, with the same meaning; where both set a limit, the
+        tighter applies."""
+        unknown = sorted(set(limits) - set(FIELDS))
+        if unknown:
+            raise ValueError(f"strategy {strategy_id}: unknown limit(s) {unknown}; valid: {sorted(FIELDS)}")
+        self._deployed[strategy_id] = dict(limits)
+        for key in [k for k in self._resolved if k[0] == strategy_id]:
+            del self._resolved[key]
+        self._track_capital()
+
+    def _track_capital(self) -> None:
+        """The book keeps per-strategy exposure only once some strategy has a capital limit."""
+        config = self.config
+        if (
+            config.account.capital is not None
+            or any(lim.capital is not None for lim in config.strategies.values())
+            or any("capital" in own for own in self._deployed.values())
+        ):
+            self.book.track_strategies()
+
     def _resolve(self, strategy_id: str, symbol: str) -> ResolvedLimits:
         lim = self.config.resolve(strategy_id, symbol)
+        for name, value in self._deployed.get(strategy_id, {}).items():
+            current = getattr(lim, name)
+            if current is None or value < current:
+                setattr(lim, name, value)
         if lim.calendar is not None:
             lim.session = self._calendars[(lim.calendar, lim.calendar_mode, lim.calendar_start)]
         lim.chain = tuple(rule for rule in self.rules if rule.enabled(lim))
@@ -226,6 +254,7 @@ class RiskEngine:
         self._load_calendars(config)
         self.config = config
         self._resolved.clear()
+        self._track_capital()
         self.changes.append(event)
 
     # --- prices -----------------------------------------------------------------------------------

@@ -18,3 +18,26 @@ class AllowAll:
 
     def check(self, order: Order, state: TradingState) -> str | None:
         return None
+
+
+class ChainPart:
+    """A part of the risk chain (trading modes, runaway protection) that can also stand alone in front
+    of an `inner` hook. Inside a `RiskChain` the chain calls `deny`, then, once the whole chain has
+    passed the order, `let_through`."""
+
+    inner: RiskHook | None = None
+
+    def deny(self, order: Order, state: TradingState) -> str | None:
+        """This part's verdict alone: None, or the reason."""
+        raise NotImplementedError
+
+    def let_through(self, order: Order) -> None:
+        """The order passed the whole chain (parts that index orders let through record it)."""
+
+    def check(self, order: Order, state: TradingState) -> str | None:
+        reason = self.deny(order, state)
+        if reason is None and self.inner is not None:
+            reason = self.inner.check(order, state)
+        if reason is None:
+            self.let_through(order)
+        return reason

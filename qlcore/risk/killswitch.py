@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING
 
 from qlcore.events.facts import TradingModeChanged
 from qlcore.model.enums import OrderStatus
-from qlcore.risk.modes import ACCOUNT, FLATTEN_TAG, ModeGate, TradingMode, TradingModes
+from qlcore.risk.modes import ACCOUNT, FLATTEN_TAG, TradingMode, TradingModes
 
 if TYPE_CHECKING:
     from qlcore.engine.kernel import Kernel
-    from qlcore.risk.hook import RiskHook
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +46,15 @@ class HaltSummary:
 def halt(kernel: Kernel, modes: TradingModes, *, reason: str, actor: str, flatten: bool = False) -> HaltSummary:
     """Halt the account, cancel every open order and, with `flatten`, close every position at market.
 
-    Raises ValueError, before doing anything, if the kernel's risk chain has no `ModeGate` over
-    `modes` (the halt would not stop new orders) or if `reason` is empty.
+    Raises ValueError, before doing anything, if the kernel's risk hook (a `RiskChain`, or a bare
+    `ModeGate`) does not hold `modes` (the halt would not stop new orders) or if `reason` is empty.
     """
     if not reason:
         raise ValueError("kill switch: a reason is required")
-    if not _has_gate(kernel.risk, modes):
+    if getattr(kernel.risk, "modes", None) is not modes:
         raise ValueError(
-            "kill switch: the kernel's risk chain has no ModeGate over these trading modes, "
-            "so HALTED would not stop new orders; wrap kernel.risk in ModeGate(modes, ...)"
+            "kill switch: the kernel's risk hook does not enforce these trading modes, so HALTED would "
+            "not stop new orders; give the kernel the RiskChain whose `modes` these are"
         )
     change = modes.restrict(ACCOUNT, TradingMode.HALTED, reason=f"kill switch: {reason}", actor=actor)
 
@@ -93,14 +92,3 @@ def halt(kernel: Kernel, modes: TradingModes, *, reason: str, actor: str, flatte
 def resume_trading(modes: TradingModes, actor: str, reason: str) -> TradingModeChanged:
     """Take the account back to ACTIVE; raises `NotAuthorisedError` for an actor not configured."""
     return modes.resume(ACCOUNT, actor, reason)
-
-
-def _has_gate(hook: RiskHook | None, modes: TradingModes) -> bool:
-    # follow the chain of wrappers (lifecycle gate, runaway guard, ...) through their `inner`
-    seen = 0
-    while hook is not None and seen < 32:
-        if isinstance(hook, ModeGate) and hook.modes is modes:
-            return True
-        hook = getattr(hook, "inner", None)
-        seen += 1
-    return False

@@ -30,7 +30,7 @@ from qlcore.model.enums import OrderSide
 from qlcore.model.money import ZERO, canonical
 from qlcore.model.orders import Order
 from qlcore.model.state import TradingState
-from qlcore.risk.hook import RiskHook
+from qlcore.risk.hook import ChainPart, RiskHook
 
 if TYPE_CHECKING:
     from qlcore.engine.clock import Clock
@@ -232,7 +232,7 @@ class TradingModes:
             self.unwinding = False
 
 
-class ModeGate:
+class ModeGate(ChainPart):
     """`RiskHook`: the account's and the order's strategy's modes, then `inner`.
 
     HALTED denies every new order. REDUCING lets an order through only if it reduces the absolute
@@ -243,30 +243,26 @@ class ModeGate:
     gate was installed are not in the index: install it before trading starts.
     """
 
-    def __init__(self, modes: TradingModes, inner: RiskHook) -> None:
+    def __init__(self, modes: TradingModes, inner: RiskHook | None = None) -> None:
         self.modes = modes
-        self.inner = inner
+        self.inner = inner  # None inside a `RiskChain`, which calls `deny` and `let_through` itself
         self._open: dict[str, dict[str, Order]] = {}  # symbol -> order id -> order let through
         self._prune_at: dict[str, int] = {}
 
-    def check(self, order: Order, state: TradingState) -> str | None:
-        reason = self._check_modes(order, state)
-        if reason is not None:
-            return reason
-        reason = self.inner.check(order, state)
-        if reason is None:
-            symbol = order.symbol
-            book = self._open.get(symbol)
-            if book is None:
-                book = self._open[symbol] = {}
-            elif len(book) >= self._prune_at.get(symbol, 64):
-                # amortised O(1): prune only once the index has doubled since the last pruning
-                self._prune(book)
-                self._prune_at[symbol] = max(64, 2 * len(book))
-            book[order.order_id] = order
-        return reason
+    def let_through(self, order: Order) -> None:
+        """The order passed the whole chain: index it (it counts as open in REDUCING checks)."""
+        symbol = order.symbol
+        book = self._open.get(symbol)
+        if book is None:
+            book = self._open[symbol] = {}
+        elif len(book) >= self._prune_at.get(symbol, 64):
+            # amortised O(1): prune only once the index has doubled since the last pruning
+            self._prune(book)
+            self._prune_at[symbol] = max(64, 2 * len(book))
+        book[order.order_id] = order
 
-    def _check_modes(self, order: Order, state: TradingState) -> str | None:
+    def deny(self, order: Order, state: TradingState) -> str | None:
+        """The modes' verdict alone: None, or why the account's or the strategy's mode refuses it."""
         modes = self.modes
         if not modes.modes:
             return None  # everything ACTIVE: the common case costs one lookup

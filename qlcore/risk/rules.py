@@ -310,6 +310,16 @@ def _symbol_after(order: Order, ctx: RiskContext, p: Decimal) -> tuple[Decimal, 
     return after
 
 
+def _gross_after(order: Order, ctx: RiskContext) -> Decimal | None:
+    """The account's worst-case gross exposure with the order (None: no price to value it)."""
+    p = ctx.ref if ctx.ref is not None else ctx.px
+    if p is None:
+        return None
+    book = ctx.book
+    hi, lo = _symbol_after(order, ctx, p)
+    return book.gross - book.contribution(order.symbol)[1] + (hi if hi >= -lo else -lo)
+
+
 class MaxGrossExposure(Rule):
     name = "max_gross_exposure"
 
@@ -318,12 +328,10 @@ class MaxGrossExposure(Rule):
 
     def check(self, order: Order, ctx: RiskContext) -> Denial | None:
         limit = cast(Decimal, ctx.lim.max_gross_exposure)  # enabled() checked it is set
-        p = ctx.ref if ctx.ref is not None else ctx.px
-        if p is None:
+        gross = _gross_after(order, ctx)
+        if gross is None:
             return self.no_price(money(limit), order, ctx)
         book = ctx.book
-        hi, lo = _symbol_after(order, ctx, p)
-        gross = book.gross - book.contribution(order.symbol)[1] + (hi if hi >= -lo else -lo)
         if gross <= limit or gross <= book.gross:
             return None
         return self.deny(money(limit), f"gross exposure after the order {money(gross)} (now {money(book.gross)})", order, ctx)
@@ -383,6 +391,66 @@ class BuyingPower(Rule):
         )
 
 
+class StrategyCapital(Rule):
+    """A strategy's capital bounds its worst-case gross exposure: the sum over its instruments of the
+    larger of |position + open buys| and |position - open sells|, at reference prices, the order
+    included. Denied only if that would exceed the capital *and* grow (an order that reduces the
+    exposure of a strategy already over its capital, after prices moved, passes). The book keeps
+    each strategy's exposure up to date, so the check costs O(1)."""
+
+    name = "capital"
+
+    def enabled(self, lim: ResolvedLimits) -> bool:
+        return lim.capital is not None
+
+    def check(self, order: Order, ctx: RiskContext) -> Denial | None:
+        limit = cast(Decimal, ctx.lim.capital)  # enabled() checked it is set
+        sid = order.strategy_id
+        p = ctx.ref if ctx.ref is not None else ctx.px
+        if p is None:
+            return self.no_price(f"{money(limit)} (strategy {sid})", order, ctx)
+        book = ctx.book
+        key = ctx.key
+        q = ctx.state.position(sid, order.symbol)
+        hi = q + book.buy_open.get(key, ZERO)
+        lo = q - book.sell_open.get(key, ZERO)
+        if order.side is _BUY:
+            hi += order.quantity
+        else:
+            lo -= order.quantity
+        now = book.strategy_gross.get(sid, ZERO)
+        after = now - book.strategy_contrib.get(key, ZERO) + (hi if hi >= -lo else -lo) * p
+        if after <= limit or after <= now:
+            return None
+        return self.deny(
+            f"{money(limit)} (strategy {sid})", f"gross exposure after the order {money(after)} (now {money(now)})",
+            order, ctx,
+        )
+
+
+class Margin(Rule):
+    """A margin account: worst-case gross exposure (as `MaxGrossExposure`) within leverage x equity,
+    equity being cash + positions at reference prices. Denied only if it would exceed *and* grow."""
+
+    name = "margin"
+
+    def enabled(self, lim: ResolvedLimits) -> bool:
+        return lim.leverage is not None
+
+    def check(self, order: Order, ctx: RiskContext) -> Denial | None:
+        leverage = cast(Decimal, ctx.lim.leverage)  # enabled() checked it is set
+        book = ctx.book
+        equity = ctx.state.cash + book.net
+        limit = leverage * equity
+        what = f"leverage {qty(leverage)} x equity {money(equity)} = {money(limit)}"
+        gross = _gross_after(order, ctx)
+        if gross is None:
+            return self.no_price(what, order, ctx)
+        if gross <= limit or gross <= book.gross:
+            return None
+        return self.deny(what, f"gross exposure after the order {money(gross)} (now {money(book.gross)})", order, ctx)
+
+
 class MaxDailyLoss(Rule):
     """Below -limit of P&L since the day's start, only orders that reduce the account's position pass."""
 
@@ -425,7 +493,9 @@ RISK_RULES: tuple[Rule, ...] = (
     MaxAccountPosition(),
     MaxGrossExposure(),
     MaxNetExposure(),
+    StrategyCapital(),
     BuyingPower(),
+    Margin(),
     MaxDailyLoss(),
 )
 ALL_RULES: tuple[Rule, ...] = COMPLIANCE_RULES + RISK_RULES

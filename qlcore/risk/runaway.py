@@ -46,7 +46,7 @@ from qlcore.model.enums import OrderSide
 from qlcore.model.money import ZERO, canonical, to_decimal
 from qlcore.model.orders import Order
 from qlcore.model.state import TradingState
-from qlcore.risk.hook import RiskHook
+from qlcore.risk.hook import ChainPart, RiskHook
 from qlcore.risk.modes import ACCOUNT, UNWIND_TAGS, TradingMode, TradingModes, _toml_table
 
 NS_PER_S = 1_000_000_000
@@ -159,7 +159,7 @@ class _Intent:
         return self.done + sum((c.quantity for c in still), ZERO)
 
 
-class RunawayGuard:
+class RunawayGuard(ChainPart):
     """`RiskHook`: runaway limits per strategy, then `inner` (see the module docstring).
 
     Parameters
@@ -168,7 +168,8 @@ class RunawayGuard:
         Where a disabled strategy goes HALTED, whose `emit` records `StrategyDisabled`, and whose
         authorised users may re-enable it.
     inner
-        The next hook of the chain (usually the `RiskEngine`).
+        The next hook when the guard is used alone; None inside a `RiskChain` (which calls `deny`
+        and `let_through` itself).
     config
         The limits.
     on_disable
@@ -179,7 +180,7 @@ class RunawayGuard:
     def __init__(
         self,
         modes: TradingModes,
-        inner: RiskHook,
+        inner: RiskHook | None = None,
         config: RunawayConfig | None = None,
         *,
         on_disable: Callable[[str, str], object] | None = None,
@@ -218,12 +219,19 @@ class RunawayGuard:
         return intent.committed()
 
     # --- the hook --------------------------------------------------------------------------------
-    def check(self, order: Order, state: TradingState) -> str | None:
+    def let_through(self, order: Order) -> None:
+        """The order passed the whole chain: a child of a declared intent counts against it."""
+        intent = self._intents.get((order.strategy_id, order.symbol))
+        if intent is not None and order.side is intent.side:
+            intent.open.append(order)
+
+    def deny(self, order: Order, state: TradingState) -> str | None:
+        """The runaway limits' verdict alone (every order that reaches it counts in its window)."""
         sid = order.strategy_id
         if self.modes.unwinding and order.tags in UNWIND_TAGS:
             # an operator's or the kill switch's flattening (the ModeGate in front of this hook lets
             # only closing ones through): a disabled strategy's positions must be closable
-            return self.inner.check(order, state)
+            return None
         why = self.disabled.get(sid)
         if why is not None:
             return (f"strategy {sid} is disabled by runaway protection ({why}); an authorised user must re-enable it "
@@ -248,10 +256,7 @@ class RunawayGuard:
                     f"would take its children to {canonical(used + order.quantity)}, beyond its declared intent "
                     f"{order.side.value} {canonical(intent.quantity)}",
                 )
-        reason = self.inner.check(order, state)
-        if reason is None and intent is not None and order.side is intent.side:
-            intent.open.append(order)
-        return reason
+        return None
 
     def on_fill(self, fill: OrderFilled) -> None:
         """A fill listener for the kernel: counts the strategy's fills in its window."""

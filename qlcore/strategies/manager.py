@@ -10,9 +10,9 @@ that strategy alone to FAILED (`qlcore.strategies.faults`): its open orders are 
 positions closed, if so configured), a `StrategyFailed` event records the hook, the error and its
 traceback, and it gets no further callbacks. The others go on trading.
 
-The manager sits in the kernel's command path twice: it routes bars (only RUNNING strategies get
-them) and it wraps the kernel's risk hook, so an order from a strategy that is not RUNNING, or one
-that breaks its per-strategy limits, is denied with a reason before the inner risk hook sees it.
+The manager routes bars (only RUNNING strategies get them) and keeps the kernel's `RiskChain`
+informed: each strategy's state goes to the chain's lifecycle part (an order from a strategy that
+is not RUNNING is denied there), each deployment's capital and limits to the chain's rules.
 
 Live statistics per strategy are updated in O(1) per fill and per sample: cash flow and quantities
 from fills, and an equity series (capital allocation + P&L at the last closes) sampled once per
@@ -45,9 +45,7 @@ from qlcore.events.types import Event, OrderFilled
 from qlcore.model.enums import OrderSide, OrderStatus
 from qlcore.model.market import Bar
 from qlcore.model.money import ZERO, canonical, to_decimal
-from qlcore.model.orders import Order
-from qlcore.model.state import TradingState
-from qlcore.risk.hook import RiskHook
+from qlcore.risk.chain import RiskChain
 from qlcore.strategies.base import Strategy
 from qlcore.strategies.faults import Fault, FaultPolicy
 from qlcore.strategies.registry import create_strategy
@@ -121,10 +119,11 @@ class InvalidStrategyTransition(ValueError):
         )
 
 
-# per-strategy limits a deployment may set; both are absolute quantities per instrument
+# per-strategy limits a deployment may set, enforced by the risk rules of the same name (with the
+# same meaning as in the risk config; where both set one, the tighter applies)
 LIMIT_KEYS: dict[str, str] = {
     "max_order_quantity": "largest quantity of one order",
-    "max_position": "largest absolute position in one instrument",
+    "max_position": "largest worst-case absolute position in one instrument (open orders on the order's side included)",
 }
 
 
@@ -156,7 +155,6 @@ class _Record:
         "cash",
         "fault",
         "fills",
-        "flattening",
         "last_equity",
         "limits",
         "m2",
@@ -186,7 +184,6 @@ class _Record:
         self.allocation = allocation
         self.limits = limits
         self.state = StrategyState.DEPLOYED
-        self.flattening = False
         self.fault: Fault | None = None  # why it is FAILED
         self.fills = 0
         # float mirror of the strategy's cash (allocation + cash flow) and quantities, for the
@@ -231,51 +228,15 @@ class _Record:
         return self.mean / std * math.sqrt(periods_per_year) if std > 0 else math.nan
 
 
-class _LifecycleGate:
-    """The risk hook the manager puts in front of the kernel's own: lifecycle and per-strategy limits."""
-
-    def __init__(self, records: Mapping[str, _Record], inner: RiskHook) -> None:
-        self.records = records
-        self.inner = inner
-        # orders that close positions on someone else's authority (the kill switch) pass a stopped
-        # or paused strategy's gate: set by the engine that owns the kill switch
-        self.unwinding: Callable[[Order], bool] | None = None
-
-    def check(self, order: Order, state: TradingState) -> str | None:
-        record = self.records.get(order.strategy_id)
-        if record is None:  # not managed here: the kernel's own hook decides alone
-            return self.inner.check(order, state)
-        sid = order.strategy_id
-        if record.flattening or (self.unwinding is not None and self.unwinding(order)):
-            return self.inner.check(order, state)  # closing orders of the manager, or of the kill switch
-        if record.state is not StrategyState.RUNNING:
-            return f"strategy {sid} is {record.state.value}: new orders are refused"
-        limit = record.limits.get("max_order_quantity")
-        if limit is not None and order.quantity > limit:
-            return (
-                f"strategy {sid} limit max_order_quantity={canonical(limit)}: "
-                f"order quantity {canonical(order.quantity)}"
-            )
-        limit = record.limits.get("max_position")
-        if limit is not None:
-            now = state.position(sid, order.symbol)
-            after = now + (order.quantity if order.side is OrderSide.BUY else -order.quantity)
-            if abs(after) > limit and abs(after) > abs(now):
-                return (
-                    f"strategy {sid} limit max_position={canonical(limit)} in {order.symbol}: "
-                    f"position would be {canonical(after)}"
-                )
-        return self.inner.check(order, state)
-
-
 class StrategyManager:
     """Deploys strategies into `kernel` and runs their lifecycle; routes bars; keeps live statistics.
 
     Parameters
     ----------
     kernel
-        The kernel the strategies trade through. The manager wraps `kernel.risk` and adds itself
-        to `kernel.fill_listeners`.
+        The kernel the strategies trade through; its risk hook must be a `RiskChain`. The manager
+        reports each strategy's state to the chain's lifecycle part and each deployment's limits
+        (its capital among them) to the chain's rules, and adds itself to `kernel.fill_listeners`.
     periods_per_year
         Equity samples per year, for annualising the Sharpe ratio (252 for daily bars).
     faults
@@ -302,7 +263,13 @@ class StrategyManager:
         self._last_close: dict[str, float] = {}
         self._open_ts: int | None = None  # the bar timestamp whose equity is not sampled yet
         self._pending: list[tuple[_Record, OrderFilled]] = []
-        self.gate = kernel.risk = _LifecycleGate(self._records, kernel.risk)
+        chain = kernel.risk
+        if not isinstance(chain, RiskChain):
+            raise TypeError(
+                f"the kernel's risk hook is a {type(chain).__name__}: the strategy manager needs a kernel "
+                "built with risk=RiskChain(...), whose lifecycle part it tells each strategy's state"
+            )
+        self.chain = chain
         kernel.fill_listeners.append(self._on_fill)
         kernel.deliver_fill = self._deliver_fill
 
@@ -358,6 +325,8 @@ class StrategyManager:
         )
         self._record_event(StrategyDeployed(self.kernel.clock.now, sid, actor, details))
         record = _Record(instance, strategy, dict(instance.param_values), subs, capital, checked)
+        self.chain.deploy(sid, {"capital": capital, **checked})
+        self.chain.lifecycle.set_state(sid, record.state.value)
         instance.bind(self.kernel, subs)
         self.kernel.strategies[sid] = instance
         self._records[sid] = record
@@ -384,7 +353,7 @@ class StrategyManager:
         except Exception as exc:
             self._fail(record, Fault.of("on_start", exc))
             return
-        record.state = target
+        self._set_state(record, target)
 
     def pause(self, strategy_id: str, *, cancel_open_orders: bool = False, actor: str = "system") -> None:
         """No more bars, new orders denied; open orders stay working unless `cancel_open_orders`.
@@ -397,14 +366,14 @@ class StrategyManager:
         canceled = self._cancel_open(strategy_id) if cancel_open_orders else []
         details = json.dumps({"cancel_open_orders": cancel_open_orders, "canceled": canceled}, sort_keys=True)
         self._record_event(StrategyPaused(self.kernel.clock.now, strategy_id, actor, details))
-        record.state = target
+        self._set_state(record, target)
 
     def resume(self, strategy_id: str, *, actor: str = "system") -> None:
         """Bars and orders again, from the next bar on."""
         record = self._record(strategy_id)
         target = _next(record, Action.RESUME)
         self._record_event(StrategyResumed(self.kernel.clock.now, strategy_id, actor, ""))
-        record.state = target
+        self._set_state(record, target)
 
     def stop(self, strategy_id: str, *, flatten: bool = False, actor: str = "system") -> list[str]:
         """Cancel open orders, optionally send market orders to zero every position, call `on_stop`.
@@ -429,7 +398,7 @@ class StrategyManager:
                 body["on_stop_error"] = f"{type(exc).__name__}: {exc}"
         details = json.dumps(body, sort_keys=True)
         self._record_event(StrategyStopped(self.kernel.clock.now, strategy_id, actor, details))
-        record.state = target
+        self._set_state(record, target)
         self.kernel.strategies.pop(strategy_id, None)
         for sym in record.symbols:
             self._by_symbol[sym].remove(record)
@@ -446,14 +415,11 @@ class StrategyManager:
     def _flatten(self, record: _Record) -> list[str]:
         sid = record.strategy.strategy_id
         ids = []
-        record.flattening = True
-        try:
+        with self.chain.lifecycle.closing(sid):
             for symbol in list(record.quantities):
                 oid = self.kernel.close_position(sid, symbol, tags="flatten")
                 if oid is not None:
                     ids.append(oid)
-        finally:
-            record.flattening = False
         return ids
 
     # --- market data -----------------------------------------------------------------------------
@@ -570,7 +536,7 @@ class StrategyManager:
         self._set_failed(record, Fault.from_details(event.details))
 
     def _set_failed(self, record: _Record, fault: Fault) -> None:
-        record.state = StrategyState.FAILED
+        self._set_state(record, StrategyState.FAILED)
         record.fault = fault
         self.kernel.strategies.pop(record.strategy.strategy_id, None)  # no more fills handed to it
 
@@ -689,6 +655,10 @@ class StrategyManager:
         )
 
     # --- helpers ---------------------------------------------------------------------------------
+    def _set_state(self, record: _Record, state: StrategyState) -> None:
+        self.chain.lifecycle.set_state(record.strategy.strategy_id, state.value)
+        record.state = state
+
     def _record(self, strategy_id: str) -> _Record:
         try:
             return self._records[strategy_id]

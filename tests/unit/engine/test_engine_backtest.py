@@ -12,6 +12,7 @@ from qlcore.model.enums import OrderStatus, TimeInForce
 from qlcore.model.instruments import Instrument
 from qlcore.model.orders import Order
 from qlcore.model.state import TradingState
+from qlcore.risk.chain import RiskSettings
 from qlcore.strategies import Strategy
 
 D = Decimal
@@ -297,7 +298,9 @@ def test_cancel_of_working_order_is_confirmed():
 def test_an_account_wiped_out_still_returns_a_result_with_the_ruin_date():
     rows = [(10.0, 10.0, 10.0, 10.0)] * 3 + [(1.0, 1.0, 0.5, 0.5)] * 3
     cfg = BacktestConfig(initial_cash=D(1000))
-    _strat, result = run(bars(rows), {0: [dict(side="BUY", qty=200)]}, cfg)  # 2,000 of stock on 1,000 cash
+    no_cash_check = RiskSettings.from_mapping({"account": {"buying_power": False}})
+    # 2,000 of stock on 1,000 cash
+    _strat, result = run(bars(rows), {0: [dict(side="BUY", qty=200)]}, cfg, risk=no_cash_check)
     assert result.ruined_at == bars(rows).index[3]
     assert result.final_equity == D(1000) - 200 * D(10) + 200 * D("0.5")
     assert result.metrics.end == bars(rows).index[2]
@@ -325,3 +328,22 @@ def test_a_denied_order_does_not_stop_a_builtin_strategy_from_trading(name, para
     statuses = r.orders["status"].tolist()
     assert statuses[0] == "DENIED"
     assert statuses[1:].count("FILLED") >= 10  # it went on trading at the next signals
+
+
+def test_a_backtest_is_a_cash_account_unless_configured_otherwise():
+    rows = [(10.0, 10.0, 10.0, 10.0)] * 4
+    cfg = BacktestConfig(initial_cash=D(1000))
+    plan = {0: [dict(side="BUY", qty=200)], 1: [dict(side="BUY", qty=90)]}
+    _strat, result = run(bars(rows), plan, cfg)
+    over, within = result.orders.to_dict("records")
+    assert over["status"] == str(OrderStatus.DENIED)
+    assert over["reason"] == "buying_power: limit available cash 1000.00, order 2000.00 + fee 0.00 = 2000.00 (XYZ BUY 200 @ MKT (ref 10.00))"
+    assert within["status"] == str(OrderStatus.FILLED)
+
+    margin = RiskSettings.from_mapping({"account": {"leverage": 2}})
+    _strat, result = run(bars(rows), {0: [dict(side="BUY", qty=200)], 1: [dict(side="BUY", qty=1)]}, cfg, risk=margin)
+    two_x, beyond = result.orders.to_dict("records")
+    assert two_x["status"] == str(OrderStatus.FILLED)  # 2,000 of stock on 1,000 of equity: leverage 2
+    assert beyond["status"] == str(OrderStatus.DENIED)
+    assert beyond["reason"] == ("margin: limit leverage 2 x equity 1000.00 = 2000.00, gross exposure after the order "
+                                "2010.00 (now 2000.00) (XYZ BUY 1 @ MKT (ref 10.00))")

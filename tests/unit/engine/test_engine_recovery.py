@@ -65,8 +65,14 @@ def _differences(url: str) -> list[tuple[str, str]]:
     return [(e.kind, e.resolution) for e in EventStore(url).events("engine-t") if type(e) is ReconciliationDifference]
 
 
+def _priced(engine: EngineService) -> EngineService:
+    """A reference price for the manual orders sent before any bar (the account is a cash account)."""
+    engine.risk.set_reference_price("AAPL", Decimal(100), engine.clock.now)
+    return engine
+
+
 def test_an_order_logged_but_never_received_by_the_venue_is_rejected_on_restart(sqlite_url, tmp_path):
-    engine = _engine(sqlite_url, tmp_path)
+    engine = _priced(_engine(sqlite_url, tmp_path))
     oid = engine.kernel.submit_order("manual", "AAPL", OrderSide.BUY, 10)
     engine.writer.flush()  # the log has the order; the venue never committed it
     _crash(engine)
@@ -81,7 +87,7 @@ def test_an_order_logged_but_never_received_by_the_venue_is_rejected_on_restart(
 
 
 def test_an_acknowledgement_and_fill_the_log_missed_are_applied_once_on_restart(sqlite_url, tmp_path):
-    engine = _engine(sqlite_url, tmp_path)
+    engine = _priced(_engine(sqlite_url, tmp_path))
     oid = engine.kernel.submit_order("manual", "AAPL", OrderSide.BUY, 10)
     engine.writer.flush()
     engine.on_bar(_bar("AAPL", 10 * NS, 100.0))
@@ -180,7 +186,8 @@ def test_state_strategies_and_limits_survive_a_restart(sqlite_url, tmp_path):
     assert str(again.risk.config.account.max_order_quantity) == "500"
     new_id = again.kernel.submit_order("manual", "AAPL", OrderSide.BUY, 1)
     assert new_id not in list(again.kernel.state.orders)[:orders_before]  # ids are never reused
-    assert int(new_id.rsplit("-", 1)[1]) == orders_before + 1
+    sessions = {oid.rsplit("-", 1)[0] for oid in again.kernel.state.orders}
+    assert len(sessions) == 2 and new_id.endswith("-1")  # a new session of ids at each start
     again.shutdown()
 
 

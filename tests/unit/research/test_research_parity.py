@@ -96,12 +96,12 @@ def test_a_report_is_json_ready(ibm):
 
 
 def test_an_order_vectorbt_cannot_afford_is_a_difference_with_a_note(ibm):
-    # 2,000 IBM shares cost more than the cash: the engine fills it anyway (it has no
-    # buying-power check), vectorbt buys what the cash allows
+    # 2,000 IBM shares cost more than the cash: the engine's cash account denies the order whole
+    # (buying_power), vectorbt buys what the cash allows
     report = parity("sma_cross", {"fast": 10, "slow": 30}, ibm, quantity=2_000)
     assert not report.ok
-    assert "quantity" in report.first_difference.fields
-    assert any("for lack of cash" in note and "no buying-power check" in note for note in report.notes)
+    assert report.first_difference.fields == ("trade",) and report.first_difference.engine["quantity"] is None
+    assert any("for lack of cash" in note and "denies such an order whole" in note for note in report.notes)
 
 
 def test_bad_requests_are_refused_before_any_run(ibm):

@@ -20,7 +20,8 @@ from qlcore.model.enums import OrderSide, OrderStatus, OrderType
 from qlcore.model.instruments import Instrument
 from qlcore.model.market import Bar
 from qlcore.model.money import ZERO, canonical
-from qlcore.risk import RiskEngine
+from qlcore.risk.chain import RiskChain, RiskSettings
+from qlcore.risk.config import RiskConfig
 from qlcore.risk.modes import (
     ACCOUNT,
     ModeConfig,
@@ -264,10 +265,10 @@ def test_drawdown_on_real_bars_halts_the_account_until_an_authorised_user_resume
     bars = load_sample("AAPL").iloc[:300]
     clock = BacktestClock(int(bars.index[0].value))
     broker = SimulatedBroker()
-    kernel = Kernel(clock=clock, broker=broker, instruments={"AAPL": Instrument("AAPL")})
+    chain = RiskChain(RiskSettings(RiskConfig(), ModeConfig(frozenset({"alice"}))))
+    kernel = Kernel(clock=clock, broker=broker, instruments={"AAPL": Instrument("AAPL")}, risk=chain)
     kernel.emit(AccountFunded(clock.now, "main", D(1_000_000)))
-    modes = TradingModes.for_kernel(kernel, ModeConfig(frozenset({"alice"})))
-    kernel.risk = ModeGate(modes, RiskEngine({}))
+    modes = chain.modes
     manager = StrategyManager(kernel)
     monitors = RiskMonitors(kernel, modes, MonitorConfig.from_mapping(
         {"account": {"drawdown": {"limit": "0.15", "action": "HALTED"}}, "strategy_default": {"drawdown": "0.25"}}
@@ -282,6 +283,7 @@ def test_drawdown_on_real_bars_halts_the_account_until_an_authorised_user_resume
         bar = Bar("AAPL", row.Index.value, row.open, row.high, row.low, row.close, row.volume)
         clock.now = bar.ts
         broker.on_bar(bar)
+        chain.on_bar(bar)
         monitors.on_bar(bar)
         manager.on_bar(bar)
         if modes.account is M.HALTED:

@@ -25,7 +25,7 @@ CONFIG = {
         "max_gross_exposure": "150000",
     },
     "instrument": {"AAPL": {"max_account_position": 800}, "MSFT": {"max_account_position": 800}},
-    "strategy": {"s2": {"allow_short": False}},
+    "strategy": {"s2": {"allow_short": False}, "s3": {"capital": "30000"}},
 }
 
 submit = st.tuples(
@@ -98,6 +98,8 @@ def test_incremental_book_equals_a_book_rebuilt_from_the_state(steps, attach):
     fresh = RiskBook()
     fresh.prices = dict(book.prices)
     fresh._fed = set(book._fed)
+    assert book.tracking_strategies  # s3 has a capital: the book keeps per-strategy exposure
+    fresh.track_strategies()
     fresh.bind(d.state)
 
     def nonzero(mapping: dict) -> dict:
@@ -106,7 +108,8 @@ def test_incremental_book_equals_a_book_rebuilt_from_the_state(steps, attach):
     assert set(book.tracked) == set(fresh.tracked) == {o.order_id for o in d.state.open_orders()}
     assert nonzero(book.open_by_strategy) == nonzero(fresh.open_by_strategy)
     assert book.open_total == fresh.open_total
-    for name in ("sym_qty", "buy_open", "sell_open", "sym_buy_open", "sym_sell_open"):
+    for name in ("sym_qty", "buy_open", "sell_open", "sym_buy_open", "sym_sell_open", "strategy_contrib",
+                 "strategy_gross"):
         assert nonzero(getattr(book, name)) == nonzero(getattr(fresh, name)), name
     for name in ("net", "gross", "hi", "lo", "realized", "fees", "cost"):
         assert getattr(book, name) == getattr(fresh, name), name

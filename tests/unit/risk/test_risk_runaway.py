@@ -16,6 +16,8 @@ from qlcore.model.enums import OrderStatus
 from qlcore.model.instruments import Instrument
 from qlcore.model.market import Bar
 from qlcore.risk import RiskEngine
+from qlcore.risk.chain import RiskChain, RiskSettings
+from qlcore.risk.config import RiskConfig
 from qlcore.risk.modes import ModeConfig, ModeGate, NotAuthorisedError, TradingMode, TradingModes
 from qlcore.risk.runaway import RunawayConfig, RunawayConfigError, RunawayGuard, RunawayLimits
 from qlcore.strategies import Param, Strategy
@@ -71,16 +73,14 @@ class Engine:
     def __init__(self, config: dict) -> None:
         self.clock = BacktestClock(T0)
         self.broker = SimulatedBroker()
-        self.kernel = Kernel(clock=self.clock, broker=self.broker, instruments={"AAA": Instrument("AAA")})
+        # the one chain: lifecycle (the manager's) -> modes -> runaway guard -> rules
+        settings = RiskSettings(RiskConfig(), ModeConfig(frozenset({"alice"})), runaway=RunawayConfig.from_mapping(config))
+        chain = RiskChain(settings)
+        self.kernel = Kernel(clock=self.clock, broker=self.broker, instruments={"AAA": Instrument("AAA")}, risk=chain)
         self.kernel.emit(AccountFunded(T0, "main", D(1_000_000)))
-        self.modes = TradingModes.for_kernel(self.kernel, ModeConfig(frozenset({"alice"})))
-        self.manager = StrategyManager(self.kernel)  # wraps the kernel's hook: ours goes inside it
-        self.guard = RunawayGuard(
-            self.modes, RiskEngine({}), RunawayConfig.from_mapping(config), on_disable=self.disable
-        )
-        # the manager's lifecycle gate stays outermost; the modes and the guard go inside it
-        self.kernel.risk.inner = ModeGate(self.modes, self.guard)  # type: ignore[attr-defined]
-        self.kernel.fill_listeners.append(self.guard.on_fill)
+        self.chain, self.modes, self.guard = chain, chain.modes, chain.runaway
+        chain.disable_listeners.append(self.disable)
+        self.manager = StrategyManager(self.kernel)
         self.events: list[Event] = []
         self.kernel.bus.subscribe(self.events.append)
         self.fills: list[OrderFilled] = []
@@ -98,8 +98,9 @@ class Engine:
             bar = Bar("AAA", ts, close - 0.5, close + 1.0, close - 1.0, close, 1_000.0)
             self.clock.now = ts
             self.broker.on_bar(bar)
+            self.chain.on_bar(bar)
             self.manager.on_bar(bar)
-            self.guard.run_pending()
+            self.chain.after_bar()
 
 
 def steady_trades(engine: Engine) -> list[tuple]:

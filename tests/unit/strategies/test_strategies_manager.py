@@ -23,6 +23,9 @@ from qlcore.model.instruments import Instrument
 from qlcore.model.market import Bar
 from qlcore.model.money import ZERO, to_decimal
 from qlcore.portfolio.metrics import compute_metrics
+from qlcore.risk.chain import RiskChain, RiskSettings
+from qlcore.risk.config import RiskConfig
+from qlcore.risk.hook import RiskHook
 from qlcore.strategies import Param, Strategy, UnknownParameterError, UnknownStrategyError
 from qlcore.strategies.manager import (
     TRANSITIONS,
@@ -85,12 +88,17 @@ PROBE = f"{__name__}:Probe"
 class Harness:
     """A kernel on simulated time and broker, driven like `qlcore.engine.backtest._drive`."""
 
-    def __init__(self, symbols: Iterable[str] = ("AAA", "BBB")) -> None:
+    def __init__(self, symbols: Iterable[str] = ("AAA", "BBB"), rules: RiskHook | None = None) -> None:
         self.clock = BacktestClock(T0)
         self.broker = SimulatedBroker()
+        # no cash check: the harness trades an unfunded account; capital and deployment limits still apply
+        chain = RiskChain(RiskSettings(limits=RiskConfig()), rules=rules)
         self.kernel = Kernel(
-            clock=self.clock, broker=self.broker, instruments={s: Instrument(s) for s in symbols}
+            clock=self.clock, broker=self.broker, instruments={s: Instrument(s) for s in symbols}, risk=chain
         )
+        if rules is None:  # orders before the first bar are valued (capital) at a reference price
+            for sym in symbols:
+                chain.engine.set_reference_price(sym, Decimal(100), T0)
         self.manager = StrategyManager(self.kernel)
         self.fills: list[OrderFilled] = []
         self.kernel.fill_listeners.append(self.fills.append)
@@ -105,6 +113,7 @@ class Harness:
                 bar = Bar(sym, ts, close - 0.5, close + 1.0, close - 1.0, close, 1_000.0)
                 self.clock.now = ts
                 self.broker.on_bar(bar)
+                self.kernel.risk.on_bar(bar)  # type: ignore[attr-defined]
                 self.manager.on_bar(bar)
 
 
@@ -168,7 +177,7 @@ def test_illegal_actions_raise_naming_strategy_state_and_action():
 @given(st.lists(st.sampled_from(list(Action)), max_size=12))
 def test_any_action_sequence_follows_the_table_and_illegal_ones_change_nothing(actions):
     h = Harness()
-    probe = h.manager.deploy(f"{__name__}:Fragile", symbols=["AAA"], allocation=1000, strategy_id="p1", start=False)
+    probe = h.manager.deploy(f"{__name__}:Fragile", symbols=["AAA"], allocation=100_000, strategy_id="p1", start=False)
 
     def fail() -> None:
         # the strategy's own code raises in whatever hook its state calls next; in FAILED or STOPPED
@@ -221,7 +230,7 @@ def _path(actions: list[Action]) -> list[StrategyState]:
 
 def test_deploy_without_start_stays_deployed_and_gets_no_bars():
     h = Harness()
-    probe = h.manager.deploy(PROBE, symbols=["AAA"], allocation=1000, strategy_id="p1", start=False)
+    probe = h.manager.deploy(PROBE, symbols=["AAA"], allocation=100_000, strategy_id="p1", start=False)
     assert h.manager.state("p1") is StrategyState.DEPLOYED
     h.bars(2)
     assert not hasattr(probe, "bars")  # on_start never ran, on_bar never called
@@ -278,7 +287,7 @@ def test_deploy_refuses_bad_requests_and_says_what_is_valid():
 
 def test_a_failing_event_listener_leaves_the_state_unchanged():
     h = Harness()
-    h.manager.deploy(PROBE, symbols=["AAA"], allocation=1000, strategy_id="p1")
+    h.manager.deploy(PROBE, symbols=["AAA"], allocation=100_000, strategy_id="p1")
 
     def broken(event: Event) -> None:
         raise OSError("store is down")
@@ -292,9 +301,9 @@ def test_a_failing_event_listener_leaves_the_state_unchanged():
 # --- routing and gating ----------------------------------------------------------------------------------
 def test_bars_go_only_to_running_strategies_subscribed_to_the_symbol():
     h = Harness()
-    a = h.manager.deploy(PROBE, {"every": 1000}, symbols=["AAA"], allocation=1000, strategy_id="a")
-    b = h.manager.deploy(PROBE, {"every": 1000}, symbols=["BBB"], allocation=1000, strategy_id="b")
-    ab = h.manager.deploy(PROBE, {"every": 1000}, symbols=["AAA", "BBB"], allocation=1000, strategy_id="ab")
+    a = h.manager.deploy(PROBE, {"every": 1000}, symbols=["AAA"], allocation=100_000, strategy_id="a")
+    b = h.manager.deploy(PROBE, {"every": 1000}, symbols=["BBB"], allocation=100_000, strategy_id="b")
+    ab = h.manager.deploy(PROBE, {"every": 1000}, symbols=["AAA", "BBB"], allocation=100_000, strategy_id="ab")
     h.bars(3, symbols=["AAA"])
     assert (len(a.bars), len(b.bars), len(ab.bars)) == (3, 0, 3)
     h.bars(2, symbols=["AAA", "BBB"])
@@ -303,7 +312,7 @@ def test_bars_go_only_to_running_strategies_subscribed_to_the_symbol():
 
 def test_paused_strategy_gets_no_bars_and_its_new_orders_are_denied_then_resumes():
     h = Harness()
-    probe = h.manager.deploy(PROBE, {"every": 1000}, symbols=["AAA"], allocation=1000, strategy_id="p1")
+    probe = h.manager.deploy(PROBE, {"every": 1000}, symbols=["AAA"], allocation=100_000, strategy_id="p1")
     h.bars(3)
     h.manager.pause("p1", actor="bob")
     h.bars(4)
@@ -322,8 +331,8 @@ def test_paused_strategy_gets_no_bars_and_its_new_orders_are_denied_then_resumes
 
 def test_pause_keeps_open_orders_unless_asked_to_cancel_them():
     h = Harness()
-    keep = h.manager.deploy(PROBE, {"limit_below": 50}, symbols=["AAA"], allocation=1000, strategy_id="keep")
-    drop = h.manager.deploy(PROBE, {"limit_below": 50}, symbols=["AAA"], allocation=1000, strategy_id="drop")
+    keep = h.manager.deploy(PROBE, {"limit_below": 50}, symbols=["AAA"], allocation=100_000, strategy_id="keep")
+    drop = h.manager.deploy(PROBE, {"limit_below": 50}, symbols=["AAA"], allocation=100_000, strategy_id="drop")
     h.bars(2)
     assert len(keep.open_orders()) == 2 and len(drop.open_orders()) == 2
     h.manager.pause("keep")
@@ -337,16 +346,16 @@ def test_pause_keeps_open_orders_unless_asked_to_cancel_them():
 def test_per_strategy_limits_deny_orders_with_the_limit_and_value():
     h = Harness()
     probe = h.manager.deploy(
-        PROBE, {"every": 1000}, symbols=["AAA"], allocation=1000, strategy_id="p1",
+        PROBE, {"every": 1000}, symbols=["AAA"], allocation=100_000, strategy_id="p1",
         limits={"max_order_quantity": 5, "max_position": 8},
     )
     too_big = h.kernel.order(probe.buy(6))
     assert too_big.status is OrderStatus.DENIED
-    assert too_big.reason == "strategy p1 limit max_order_quantity=5: order quantity 6"
+    assert too_big.reason.startswith("max_order_quantity: limit 5, order 6 ")  # the risk rule, one meaning
     assert h.kernel.order(probe.buy(5)).status is OrderStatus.ACCEPTED
     h.bars(1)
     over = h.kernel.order(probe.buy(4))
-    assert over.reason == "strategy p1 limit max_position=8 in AAA: position would be 9"
+    assert over.reason.startswith("max_position: limit 8 (strategy p1), worst case 9 = position 5 + open buys 0 + order 4")
     assert h.kernel.order(probe.sell(5)).status is OrderStatus.ACCEPTED  # reducing is allowed
 
 
@@ -431,7 +440,7 @@ def test_stats_match_a_direct_computation_of_pnl_sharpe_and_drawdown():
 
 def test_sharpe_is_nan_until_two_returns_and_for_flat_equity():
     h = Harness()
-    h.manager.deploy(PROBE, {"every": 1000}, symbols=["AAA"], allocation=1000, strategy_id="p1")
+    h.manager.deploy(PROBE, {"every": 1000}, symbols=["AAA"], allocation=100_000, strategy_id="p1")
     assert math.isnan(h.manager.stats("p1").sharpe)
     h.bars(5)
     h.manager.sample()
@@ -454,7 +463,7 @@ def test_500_strategies_over_50_symbols_run_with_right_states_and_stats():
         fast = 2 + i % 5
         h.manager.deploy(
             "sma_cross", {"fast": fast, "slow": fast + 3 + (i // n_symbols) % 7, "quantity": 10},
-            symbols=[symbols[i % n_symbols]], allocation=Decimal(10_000), strategy_id=f"sma-{i:03d}",
+            symbols=[symbols[i % n_symbols]], allocation=Decimal(100_000), strategy_id=f"sma-{i:03d}",
         )
     assert len(h.kernel.strategies) == 500
     inits: list[OrderInitialized] = []
@@ -505,11 +514,10 @@ class DenyBuys:
 
 
 def test_flatten_orders_still_pass_the_kernels_own_risk_hook():
-    h = Harness()
+    h = Harness(rules=DenyBuys())
     probe = h.manager.deploy(PROBE, {"every": 1000}, symbols=["AAA"], allocation=10_000, strategy_id="p1")
     probe.sell(4)
     h.bars(1)
-    h.kernel.risk.inner = DenyBuys()  # type: ignore[attr-defined]
     (order_id,) = h.manager.stop("p1", flatten=True)
     order = h.kernel.order(order_id)
     assert (order.side.value, order.quantity, order.status) == ("BUY", 4, OrderStatus.DENIED)
