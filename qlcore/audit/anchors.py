@@ -41,13 +41,16 @@ def audit_key() -> bytes:
     return bytes.fromhex(secret_file(key_path()))
 
 
-def anchor_path(url: URL | str) -> Path:
-    """Where the anchors of the store at `url` are kept (outside that store)."""
+def anchor_path(url: URL | str) -> Path | None:
+    """Where the anchors of the store at `url` are kept (outside that store); None for a SQLite store
+    in memory (or opened by a connection factory), which has nothing to outlive."""
     env = os.environ.get(ANCHORS_ENV)
     if env:
         return Path(env)
     parsed = make_url(url) if isinstance(url, str) else url
-    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            return None
         return Path(f"{parsed.database}.audit-anchors")
     ident = hashlib.sha256(parsed.render_as_string(hide_password=True).encode()).hexdigest()[:16]
     return project_data_dir() / "audit-anchors" / f"{parsed.database or 'store'}-{ident}.jsonl"
@@ -72,7 +75,7 @@ class AnchorFileError(Exception):
 class Anchors:
     """The anchor file of one audit log."""
 
-    def __init__(self, path: Path, key: bytes, *, interval_s: float | None = None) -> None:
+    def __init__(self, path: Path | None, key: bytes, *, interval_s: float | None = None) -> None:
         self.path = path
         self.key = key
         self.interval_s = float(os.environ.get(INTERVAL_ENV, "60")) if interval_s is None else interval_s
@@ -89,6 +92,8 @@ class Anchors:
 
     def write(self, seq: int, digest: str) -> Anchor:
         ts = time.time_ns()
+        if self.path is None:  # a store in memory: nothing to anchor it against
+            return Anchor(0, ts, seq, digest)
         line = orjson.dumps({"ts": ts, "seq": seq, "hash": digest, "mac": self._mac(ts, seq, digest)}) + b"\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # one write of one short line with O_APPEND: lines of several writers never interleave
@@ -102,7 +107,7 @@ class Anchors:
 
     def read(self) -> list[Anchor]:
         """Every anchor, checked; `AnchorFileError` names the first line that is not genuine."""
-        if not self.path.exists():
+        if self.path is None or not self.path.exists():
             return []
         out = []
         for n, raw in enumerate(self.path.read_bytes().splitlines(), start=1):

@@ -159,12 +159,12 @@ class EngineConfig:
             raise ValueError(f"max_feed_steps_per_turn must be >= 1, got {self.max_feed_steps_per_turn}")
         if self.max_commands_per_turn < 1:
             raise ValueError(f"max_commands_per_turn must be >= 1, got {self.max_commands_per_turn}")
+        self.watch_config()  # raises on bad limits
 
     @property
     def fill_terms(self) -> FillTerms:
         return FillTerms(self.fill_on_arrival, to_decimal(self.fee_bps), to_decimal(self.min_fee),
                          to_decimal(self.slippage_bps), self.latency_ms, self.participation)
-        self.watch_config()  # raises on bad limits
 
     def watch_config(self) -> WatchConfig:
         return WatchConfig(self.feed_stale_s, self.feed_reduce_s, self.feed_calendar)

@@ -75,6 +75,7 @@ class Desk:
         """A market order filled at `px` (the price becomes the reference price too)."""
         order = self.order(side, qty, symbol, strategy)
         assert order.status is not OrderStatus.DENIED, order.reason
+        self.clock.now += 60_000_000_000  # an order fills on a bar after its creation (no look-ahead)
         self.bar(symbol, px)
         assert order.status is OrderStatus.FILLED
         return order

@@ -59,6 +59,7 @@ class Book:
 
     def filled(self, side: str, qty: int, symbol: str = "AAPL", strategy: str = "s1") -> Order:
         order = self.order(side, qty, symbol, strategy)
+        self.clock.now += 60_000_000_000  # an order fills on a bar after its creation (no look-ahead)
         self.bar(symbol, "100" if symbol == "AAPL" else "50")
         assert order.status is OrderStatus.FILLED, order.reason
         return order

@@ -86,6 +86,7 @@ def test_halt_with_flatten_closes_every_strategy_position_and_cancels_still_pass
     ibm = next(o for o in flat if o.symbol == "IBM")
     desk.kernel.cancel_order(ibm.order_id)
     assert ibm.status is OrderStatus.CANCELED and desk.broker.working_count == 3
+    desk.clock.now += 60_000_000_000  # the flattening orders fill on the next bars (no look-ahead)
     for sym, px in PRICES.items():
         desk.bar(sym, px)
     assert {k: p.quantity for k, p in desk.state.positions.items() if p.quantity} == {("s2", "IBM"): D(20)}

@@ -342,6 +342,7 @@ def test_order_to_trade_ratio(desk):
     assert denied(d.buy(1, limit="90.00")).startswith(
         "order_to_trade_ratio: limit 3, ratio 4 (4 orders / 0 fills today)"
     )
+    d.clock.now += 60_000_000_000  # a bar after the orders (no look-ahead)
     d.bar("AAPL", "90.00")  # the three resting buys fill: 3 orders / 3 fills
     assert passed(d.buy(1, limit="80.00"))
 
