@@ -105,7 +105,8 @@ class ControlPanel(Viewer):
     def act(self, kind: str, payload: dict[str, Any]) -> int | None:
         """Send one action as the session's user; show what came of it. The command id, or None if refused."""
         try:
-            result = self.context.actions.run(kind, payload)
+            view = self.live.view  # the engine this page shows, not a fixed name
+            result = self.context.actions.run(kind, payload, engine_id=view.engine_id if view else self.context.engine_id)
         except ActionRefused as exc:
             self._say(f"refused: {exc.reason}", "danger")
             return None
