@@ -148,7 +148,7 @@ def _attempt(engine: Engine, record: ScheduleRecord, attempt: int, trigger: str,
     secrets = secret_values()
     if output.is_file():
         _scrub_file(output, secrets)
-        output.chmod(0o444)  # the archive of what ran: never edited afterwards
+        output.chmod(0o400)  # the archive of what ran: never edited afterwards, read by its owner only
     finished = _now()
     values = {
         "status": status, "finished_at": _iso(finished),

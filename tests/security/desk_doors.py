@@ -70,6 +70,7 @@ class Served:
 
     def session(self) -> requests.Session:
         s = requests.Session()
+        s.trust_env = False  # this machine's proxy and CA-bundle settings are not for a server on localhost
         s.verify = self.verify
         return s
 
