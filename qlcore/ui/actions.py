@@ -108,8 +108,13 @@ class Actions:
         return self.perform(kind, payload, user=user, target=engine_id)
 
     def run_everywhere(self, kind: str, payload: Mapping[str, Any], engine_ids: list[str]) -> list[ActionResult]:
-        """`run` for every engine in `engine_ids` at once (an admin's: a halt of the whole desk)."""
+        """`perform_everywhere` as the current session's user, proven now by its own login."""
         user = self.logins.current_user() if self.logins is not None else None
+        return self.perform_everywhere(kind, payload, user=user, engine_ids=engine_ids)
+
+    def perform_everywhere(self, kind: str, payload: Mapping[str, Any], *, user: str | None,
+                           engine_ids: list[str]) -> list[ActionResult]:
+        """`perform` for every engine in `engine_ids` at once: an admin's right (a halt of the whole desk)."""
         role = self.users.role_of(user)
         if role is None or role < Role.ADMIN:
             self._refuse(user, role, kind, payload, f"acting on every engine needs role admin, "

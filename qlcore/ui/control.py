@@ -71,12 +71,13 @@ class ControlPanel(Viewer):
         self.halt_btn = w.Button(name="EMERGENCY STOP", button_type="danger", height=48, width=220)
         self.halt_reason = w.TextInput(name="Reason (required)", placeholder="why trading must stop", width=320,
                                        css_classes=["ql-halt-reason"])
+        self.halt_everywhere = w.Checkbox(name="every engine of the desk (admin)", value=False, visible=False)
         self.halt_confirm = w.Button(name="Confirm emergency stop", button_type="danger")
         self.halt_abort = w.Button(name="Do not stop", button_type="light")
         self.halt_dialog = pn.Column(
             html_pane("<b>Stop all trading?</b> Every open order is cancelled and the account is HALTED "
                          "until an admin resumes trading."),
-            self.halt_reason, pn.Row(self.halt_confirm, self.halt_abort),
+            self.halt_reason, self.halt_everywhere, pn.Row(self.halt_confirm, self.halt_abort),
             visible=False, styles={"border": "2px solid #cf222e", "padding": "8px", "border-radius": "6px"},
             name="halt-dialog",
         )
@@ -180,9 +181,24 @@ class ControlPanel(Viewer):
         if not reason:
             self._say("an emergency stop needs a reason", "warning")
             return
-        if self.act("halt", {"reason": reason}) is not None:
+        if self.halt_everywhere.value:
+            sent = self._halt_everywhere(reason)
+        else:
+            sent = self.act("halt", {"reason": reason}) is not None
+        if sent:
             self.halt_dialog.visible = False
             self.halt_reason.value = ""
+
+    def _halt_everywhere(self, reason: str) -> bool:
+        engines = [v.engine_id for v in self.context.read_model.engines()]
+        try:
+            results = self.context.actions.run_everywhere("halt", {"reason": reason}, engines)
+        except ActionRefused as exc:
+            self._say(f"refused: {exc.reason}", "danger")
+            return False
+        self._say(f"halt sent to {len(results)} engines ({', '.join(engines)}) by {results[0].user}", "success")
+        self._refresh_commands(force=True)
+        return True
 
     def _resume_trading(self) -> None:
         reason = (self.resume_reason.value or "").strip()
@@ -241,6 +257,7 @@ class ControlPanel(Viewer):
         role = self.role
         trader = allowed(role, "halt")
         admin = allowed(role, "resume_trading")
+        self.halt_everywhere.visible = admin
         note = html_pane(
             f"<i>Read-only: your role is {esc(role.label if role else 'none')}; control actions need trader.</i>",
             visible=not trader, name="read-only-note",

@@ -123,7 +123,7 @@ class LoginHandler(_Page):
             doors.record(name, AUDIT_LOGIN_REFUSED, address)
             for lockout in doors.throttle.failed(name, address):
                 doors.record(name, AUDIT_LOGIN_LOCKED, address, {"locked": lockout.key, "seconds": lockout.seconds})
-            return self._form("Wrong user name or password.", 401)
+            return self._form("Invalid username or password.", 401)
         doors.throttle.succeeded(name)
         doors.record(name, AUDIT_LOGIN, address, {"role": user.role.label})
         self._cookie(LOGIN_COOKIE, doors.logins.sign(user).decode())

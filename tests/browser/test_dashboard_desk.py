@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 import pytest
-from dashboard_support import PASSWORDS, login
+from dashboard_support import PASSWORDS, http_login, login
 from playwright.sync_api import expect
 
 from qlcore.ui.readmodel import ReadModel
@@ -166,17 +166,11 @@ def test_monitor_fits_a_phone_screen(desk, browser, artifacts) -> None:
 
 def test_websockets_from_another_origin_are_refused(desk) -> None:
     import asyncio
-    import urllib.parse
-    import urllib.request
-    from http.cookiejar import CookieJar
 
     from tornado.httpclient import HTTPClientError, HTTPRequest
     from tornado.websocket import websocket_connect
 
-    jar = CookieJar()
-    form = urllib.parse.urlencode({"username": "tina", "password": PASSWORDS["tina"]}).encode()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    opener.open(f"{desk.base}/login", data=form, timeout=10).read()
+    opener, jar = http_login(desk.base, "tina", PASSWORDS["tina"])
     html = opener.open(f"{desk.base}/monitor", timeout=30).read().decode()
     token = re.search(r'"token":\s*"([^"]+)"', html)
     assert token, "the page carries its session token"
