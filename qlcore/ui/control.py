@@ -71,7 +71,8 @@ class ControlPanel(Viewer):
         self.halt_btn = w.Button(name="EMERGENCY STOP", button_type="danger", height=48, width=220)
         self.halt_reason = w.TextInput(name="Reason (required)", placeholder="why trading must stop", width=320,
                                        css_classes=["ql-halt-reason"])
-        self.halt_everywhere = w.Checkbox(name="every engine of the desk (admin)", value=False, visible=False)
+        self.halt_everywhere = w.Checkbox(name="every engine of the desk (admin)", value=False, visible=False,
+                                          css_classes=["ql-halt-everywhere"])
         self.halt_confirm = w.Button(name="Confirm emergency stop", button_type="danger")
         self.halt_abort = w.Button(name="Do not stop", button_type="light")
         self.halt_dialog = pn.Column(

@@ -229,3 +229,21 @@ def _wait_order_id(desk: Any, command_id: int) -> str:
     m = re.search(r"order (\S+) submitted", cmd.reason or "")
     assert m, cmd.reason
     return m.group(1)
+
+
+def test_logging_out_ends_every_session_of_the_user_on_the_server(desk, browser) -> None:
+    page = login(browser, desk.base, "vic", PASSWORDS["vic"], "monitor")
+    other = login(browser, desk.base, "vic", PASSWORDS["vic"], "control")  # vic on a second device
+    [cookie] = [c for c in page.context.cookies() if c["name"] == "user"]
+    page.get_by_role("link", name="log out").click()
+    expect(page.locator("#logged-out")).to_be_visible(timeout=WAIT)
+    other.goto(f"{desk.base}/monitor")
+    assert "/login" in other.url, "the other device's login ended too"
+    replay = browser.new_context()  # the old cookie, kept and replayed
+    replay.add_cookies([cookie])
+    stolen = replay.new_page()
+    stolen.goto(f"{desk.base}/control")
+    assert "/login" in stolen.url
+    for context in (page.context, other.context, replay):
+        context.close()
+    assert ReadModel(desk.url).audit_search(actor="user:vic", action="ui.logout")

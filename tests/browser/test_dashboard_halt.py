@@ -128,13 +128,14 @@ def test_an_admin_halts_every_engine_of_the_desk_at_once(halt_desk, browser) -> 
     publish(connect(desk.url), sample_snapshot(engine_id="desk-c"))  # a second engine of the same store
     trader = login(browser, desk.base, "tina", PASSWORDS["tina"], "control")
     trader.get_by_role("button", name="EMERGENCY STOP").click()
-    expect(trader.get_by_text("every engine of the desk (admin)")).to_have_count(0)
+    expect(trader.locator(".ql-halt-everywhere")).to_be_hidden()
     trader.context.close()
     admin = login(browser, desk.base, "admin", PASSWORDS["admin"], "control")
     admin.get_by_role("button", name="EMERGENCY STOP").click()
     admin.locator(".ql-halt-reason input").fill("desk-wide stop drill")
     admin.locator(".ql-halt-reason input").press("Tab")
-    admin.get_by_text("every engine of the desk (admin)").click()
+    admin.locator(".ql-halt-everywhere input").check()
+    expect(admin.locator(".ql-halt-everywhere input")).to_be_checked()
     admin.get_by_role("button", name="Confirm emergency stop").click()
     expect(admin.get_by_text(re.compile(r"halt sent to 2 engines .* by admin"))).to_be_visible(timeout=WAIT)
     halts = {c.target: c for c in model.commands(20) if c.kind == "halt" and c.payload.get("reason") == "desk-wide stop drill"}
