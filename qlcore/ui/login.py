@@ -3,7 +3,8 @@
 - ``/login`` renders an autoescaped template (nothing from the URL is shown) with an XSRF token;
   its POST is refused unless it carries that token and comes from the desk's own origin, is
   throttled per user name and address (`LoginThrottle`: a locked-out attempt is refused without
-  running the password hash), and verifies the password off the server's event loop.
+  running the password hash), and verifies the password off the server's event loop, one check per
+  user name at a time (parallel guessers of one name queue behind nobody else's login).
 - A successful login sets the signed ``user`` cookie (`Logins`): HttpOnly, SameSite=Strict, Secure
   under TLS, valid one day. ``/logout`` ends every session of the user on the server.
 - `request_user` is the auth hook of every page and websocket: the request's own cookie, verified
@@ -41,7 +42,6 @@ from qlcore.ui.throttle import LoginThrottle
 
 LOGIN_TEMPLATE = Path(__file__).with_name("templates") / "login.html"
 LOGIN_URL, LOGOUT_URL = "/login", "/logout"
-MAX_HASHES_PER_ADDRESS = 2  # password checks one address may have running at once
 
 # The dashboards are Bokeh/Panel pages: their scripts and styles are inline or served by the desk
 # (no CDN); they talk to the desk over its own websocket. Nothing may frame them.
@@ -63,7 +63,7 @@ class Doors:
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     secure: bool = False  # served over TLS: cookies are Secure, and HSTS is sent
     hasher: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="login"))
-    _hashing: dict[str, int] = field(default_factory=dict)
+    _hashing: set[str] = field(default_factory=set)  # user names whose password is being checked
 
     def request_user(self, handler: Any) -> str | None:
         """The auth hook of every page and websocket: who the request's own cookie proves now."""
@@ -112,13 +112,13 @@ class LoginHandler(_Page):
             self.set_header("Retry-After", str(int(wait) + 1))
             return self._form(f"Too many failed logins for this user or from this address: "
                               f"try again in {int(wait) + 1} s.", 429)
-        if doors._hashing.get(address, 0) >= MAX_HASHES_PER_ADDRESS:
-            return self._form("Too many logins at once from this address: try again in a moment.", 429)
-        doors._hashing[address] = doors._hashing.get(address, 0) + 1
+        if name in doors._hashing:  # one password check per user name at a time: parallel guessers wait
+            return self._form("A login for this user is being checked: try again in a moment.", 429)
+        doors._hashing.add(name)
         try:
             user = await IOLoop.current().run_in_executor(doors.hasher, doors.users.verify, name, password)
         finally:
-            doors._hashing[address] -= 1
+            doors._hashing.discard(name)
         if user is None:
             doors.record(name, AUDIT_LOGIN_REFUSED, address)
             for lockout in doors.throttle.failed(name, address):
