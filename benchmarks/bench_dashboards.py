@@ -105,8 +105,12 @@ def order_load(url: str, rate: float, stop: threading.Event, sent: list[int]) ->
 def login_cookie(base: str) -> str:
     jar = CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    data = urllib.parse.urlencode({"username": USER, "password": PASSWORD}).encode()
-    opener.open(f"{base}/login", data=data, timeout=10).read()
+    form = opener.open(f"{base}/login", timeout=30).read().decode()  # the form's XSRF token and cookie
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', form)
+    if xsrf is None:
+        raise RuntimeError("login failed: no XSRF token in the login form")
+    data = urllib.parse.urlencode({"username": USER, "password": PASSWORD, "_xsrf": xsrf.group(1)}).encode()
+    opener.open(urllib.request.Request(f"{base}/login", data=data, headers={"Origin": base}), timeout=60).read()
     cookies = {c.name: c.value for c in jar}
     if "user" not in cookies:
         raise RuntimeError("login failed: no signed user cookie")

@@ -189,7 +189,7 @@ def finish_run(engine: Engine, run_id: str, outcome: Outcome, actor: str) -> Job
     if kept:
         assert output is not None
         _scrub_file(output, secrets)
-        output.chmod(0o444)  # the archive of what ran: never edited afterwards
+        output.chmod(0o400)  # the archive of what ran: never edited afterwards, read by its owner only
     finished = _now()
     values = {
         "status": status, "finished_at": _iso(finished),

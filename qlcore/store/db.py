@@ -80,8 +80,8 @@ def connect(url: str | None = None, *, create: bool = True) -> Engine:
         return engine
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            _create_private(Path(parsed.database))
         engine = create_engine(url)
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
@@ -105,6 +105,17 @@ def _add_missing_indexes(engine: Engine) -> None:
             with engine.begin() as conn:
                 for ix in missing:
                     conn.execute(CreateIndex(ix, if_not_exists=True))
+
+
+def _create_private(path: Path) -> None:
+    """Create the SQLite file readable by its owner only (0600) before SQLite does (it would use 0644;
+    its WAL and shared-memory files copy the database's mode)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:  # another process made it first
+            pass
 
 
 def dispose_all() -> None:

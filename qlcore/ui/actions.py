@@ -5,7 +5,9 @@ loses their rights at once), refuse before anything is written if the role is to
 validate and store the command. Both outcomes are written to the audit log with the user, the
 action, its parameters (a halt's reason among them) and the outcome; a refusal names the role the
 action needs and the role the user has. The widgets of a page only call `Actions.run`, which takes
-the user from the session's signed login cookie (`pn.state.user`), never from the browser's data.
+the user the session's own login cookie proves at that moment (`Logins.current_user`: not the
+cookies copied into the session token, never the browser's data) and sends the command to the
+engine the page shows; `run_everywhere` (an admin's) sends it to every engine of the desk.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from qlcore.control.commands import (
     redacted,
 )
 from qlcore.ui.auth import Role, UserStore
+from qlcore.ui.sessions import Logins
 
 # action -> the least role that may do it. Halting is a trader's right (anyone who can trade can
 # stop trading); resuming after a halt and changing limits are an admin's.
@@ -43,6 +46,8 @@ ACTIONS: dict[str, Role] = {
 AUDIT_ACTION = "ui.action"
 AUDIT_REFUSED = "ui.refused"
 AUDIT_LOGIN, AUDIT_LOGIN_REFUSED = "ui.login", "ui.login_refused"
+AUDIT_LOGIN_LOCKED, AUDIT_LOGOUT = "ui.login_locked", "ui.logout"  # a lockout is one entry, however many tries
+AUDIT_SESSION_REFUSED = "ui.session_refused"  # a websocket whose cookie is not the session's user
 
 
 class ActionRefused(PermissionError):
@@ -70,48 +75,71 @@ def allowed(role: Role | None, kind: str) -> bool:
 class Actions:
     """The one way the dashboards act: `perform(kind, payload, user=...)`, or `run` for the session's user."""
 
-    def __init__(self, engine: Engine, users: UserStore, *, target: str = "engine") -> None:
+    def __init__(self, engine: Engine, users: UserStore, *, logins: Logins | None = None, target: str = "engine") -> None:
         self.engine = engine
         self.users = users
+        self.logins = logins
         self.queue = CommandQueue(engine=engine)
         self.target = target
 
-    def perform(self, kind: str, payload: Mapping[str, Any], *, user: str | None) -> ActionResult:
-        """Check `user`'s role for `kind`, then submit the command; audit either way. `ActionRefused` on refusal."""
+    def perform(self, kind: str, payload: Mapping[str, Any], *, user: str | None,
+                target: str | None = None) -> ActionResult:
+        """Check `user`'s role for `kind`, then submit the command to engine `target`; audit either way.
+        `ActionRefused` on refusal."""
+        target = target or self.target
         role = self.users.role_of(user)
         need = ACTIONS.get(kind)
         if need is None:
-            self._refuse(user, role, kind, payload, f"unknown action {kind!r}; known: {sorted(ACTIONS)}")
+            self._refuse(user, role, kind, payload, f"unknown action {kind!r}; known: {sorted(ACTIONS)}", target)
         elif not user or role is None:
-            self._refuse(user, role, kind, payload, "not logged in as a known user")
+            self._refuse(user, role, kind, payload, "not logged in as a known user (or the login has ended)", target)
         elif role < need:
-            self._refuse(user, role, kind, payload, f"needs role {need.label}, {user} is {role.label}")
+            self._refuse(user, role, kind, payload, f"needs role {need.label}, {user} is {role.label}", target)
         assert user is not None and role is not None
         try:
-            command_id = self.queue.submit(user, kind, payload, target=self.target)
+            command_id = self.queue.submit(user, kind, payload, target=target)
         except CommandError as exc:
-            self._refuse(user, role, kind, payload, f"malformed command: {exc}")
+            self._refuse(user, role, kind, payload, f"malformed command: {exc}", target)
         except CommandLimitError as exc:
-            self._refuse(user, role, kind, payload, str(exc))
+            self._refuse(user, role, kind, payload, str(exc), target)
         params = canonical_payload(self.queue.status(command_id).payload)
-        self._audit(user, AUDIT_ACTION, kind, params, {"role": role.label, "outcome": "submitted", "command_id": command_id})
+        self._audit(user, AUDIT_ACTION, kind, params, target,
+                    {"role": role.label, "outcome": "submitted", "command_id": command_id, "engine": target})
         return ActionResult(command_id, kind, user, role)
 
-    def run(self, kind: str, payload: Mapping[str, Any]) -> ActionResult:
-        """`perform` as the user of the current Panel session (from the signed login cookie)."""
-        import panel as pn
+    def run(self, kind: str, payload: Mapping[str, Any], *, engine_id: str | None) -> ActionResult:
+        """`perform` as the current session's user, proven now by its own login, for engine `engine_id`
+        (the one the page shows; None when it shows none, which is refused)."""
+        user = self.logins.current_user() if self.logins is not None else None
+        if not engine_id:
+            self._refuse(user, self.users.role_of(user), kind, payload, "no engine is shown on this page", "")
+        return self.perform(kind, payload, user=user, target=engine_id)
 
-        return self.perform(kind, payload, user=pn.state.user)
+    def run_everywhere(self, kind: str, payload: Mapping[str, Any], engine_ids: list[str]) -> list[ActionResult]:
+        """`perform_everywhere` as the current session's user, proven now by its own login."""
+        user = self.logins.current_user() if self.logins is not None else None
+        return self.perform_everywhere(kind, payload, user=user, engine_ids=engine_ids)
+
+    def perform_everywhere(self, kind: str, payload: Mapping[str, Any], *, user: str | None,
+                           engine_ids: list[str]) -> list[ActionResult]:
+        """`perform` for every engine in `engine_ids` at once: an admin's right (a halt of the whole desk)."""
+        role = self.users.role_of(user)
+        if role is None or role < Role.ADMIN:
+            self._refuse(user, role, kind, payload, f"acting on every engine needs role admin, "
+                         f"{user or 'anonymous'} is {role.label if role else 'not logged in'}", "*")
+        if not engine_ids:
+            self._refuse(user, role, kind, payload, "no engine has published its status", "*")
+        return [self.perform(kind, payload, user=user, target=e) for e in engine_ids]
 
     # --- audit --------------------------------------------------------------------------------
-    def _refuse(self, user: str | None, role: Role | None, kind: str, payload: Any, reason: str) -> None:
+    def _refuse(self, user: str | None, role: Role | None, kind: str, payload: Any, reason: str, target: str) -> None:
         params = redacted(payload) if isinstance(payload, Mapping) else {"payload": repr(payload)[:200]}
-        self._audit(user or "anonymous", AUDIT_REFUSED, kind, params,
-                    {"role": role.label if role else None, "outcome": f"refused: {reason}"})
+        self._audit(user or "anonymous", AUDIT_REFUSED, kind, params, target,
+                    {"role": role.label if role else None, "outcome": f"refused: {reason}", "engine": target})
         raise ActionRefused(user, kind, reason)
 
-    def _audit(self, user: str, action: str, kind: str, params: Any, extra: dict[str, Any]) -> AuditEntry:
-        subject = f"{self.target}/{params['order_id']}" if isinstance(params, dict) and params.get("order_id") else f"command/{kind}"
+    def _audit(self, user: str, action: str, kind: str, params: Any, target: str, extra: dict[str, Any]) -> AuditEntry:
+        subject = f"{target}/{params['order_id']}" if isinstance(params, dict) and params.get("order_id") else f"command/{kind}"
         return audit_append(self.engine, f"user:{user}", action, subject, {"action": kind, "params": params, **extra})
 
 

@@ -1,13 +1,17 @@
-"""Desk users: a TOML file of salted scrypt hashes and roles, and the server's cookie secret.
+"""Desk users: a TOML file of salted scrypt hashes, roles and session epochs, and the server's cookie secret.
 
 The users file (``users.toml`` under the data folder, mode 0600) holds one table per user::
 
     [users.alice]
     role = "trader"
-    hash = "scrypt$16384$8$1$<salt, base64>$<key, base64>"
+    hash = "scrypt$131072$8$1$<salt, base64>$<key, base64>"
+    epoch = 3
 
 No password is ever stored: `verify` recomputes the key with the stored salt and cost and compares
-in constant time. Roles are ordered, viewer < trader < admin; an action names the least role it
+in constant time. The cost is OWASP's for scrypt (N=2^17, r=8, p=1); a hash of a lower cost still
+verifies and is replaced by one at today's cost on that successful login. A login cookie names the
+user's ``epoch``: logging out, a password change or a lower role moves it on, which ends every
+session of that user at its next request or action (a removed user has no epoch at all). Roles are ordered, viewer < trader < admin; an action names the least role it
 needs. The first run (`ensure_admin`) creates an ``admin`` with a generated password, written once
 to ``initial-admin-password`` (0600) for the operator to read and then change.
 """
@@ -20,12 +24,17 @@ import os
 import re
 import secrets
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from enum import IntEnum
+from functools import cache
 from pathlib import Path
 
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**17, 8, 1  # OWASP's minimum for scrypt: 128 MiB and a fraction of a second
+_SCRYPT_MAX_N = 2**20  # a users file asking for more is refused rather than obeyed
+_SCRYPT_MAXMEM = 2**30  # (a hash asking for more never matches)
 MIN_PASSWORD = 8
 USERS_FILE = "users.toml"
 ADMIN_PASSWORD_FILE = "initial-admin-password"
@@ -60,12 +69,14 @@ class User:
     name: str
     role: Role
     hash: str
+    epoch: int = 0  # moved on to end every session of the user (logout, new password, lower role)
 
 
 def hash_password(password: str, *, salt: bytes | None = None) -> str:
     """The stored form of `password`: ``scrypt$n$r$p$salt$key`` (salt and key in base64)."""
     salt = salt if salt is not None else secrets.token_bytes(16)
-    key = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32)
+    key = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32,
+                         maxmem=_SCRYPT_MAXMEM)
     b64 = base64.b64encode
     return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${b64(salt).decode()}${b64(key).decode()}"
 
@@ -74,13 +85,23 @@ def check_password(password: str, stored: str) -> bool:
     """Does `password` match the stored hash? A malformed hash never matches."""
     try:
         algo, n, r, p, salt_b64, key_b64 = stored.split("$")
-        if algo != "scrypt":
+        if algo != "scrypt" or not 1 < int(n) <= _SCRYPT_MAX_N or int(r) > 64 or int(p) > 16:
             return False
         salt, key = base64.b64decode(salt_b64), base64.b64decode(key_b64)
-        got = hashlib.scrypt(password.encode(), salt=salt, n=int(n), r=int(r), p=int(p), dklen=len(key))
+        got = hashlib.scrypt(password.encode(), salt=salt, n=int(n), r=int(r), p=int(p), dklen=len(key),
+                             maxmem=_SCRYPT_MAXMEM)
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(got, key)
+
+
+def needs_rehash(stored: str) -> bool:
+    """Was `stored` made at a lower cost than today's (so the next successful login replaces it)?"""
+    try:
+        algo, n, r, p, *_ = stored.split("$")
+        return algo != "scrypt" or (int(n), int(r), int(p)) < (_SCRYPT_N, _SCRYPT_R, _SCRYPT_P)
+    except ValueError:
+        return True
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -99,7 +120,10 @@ def _toml_str(value: str) -> str:
 
 
 class UserStore:
-    """The users file: add users, change passwords and roles, verify a login."""
+    """The users file: add users, change passwords and roles, end sessions, verify a login.
+
+    Every change is a read-modify-write under an exclusive lock on ``<users file>.lock``, so two
+    processes (a login upgrading a hash, `qlcore users role`) never lose each other's change."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -115,53 +139,86 @@ class UserStore:
         for name, entry in (data.get("users") or {}).items():
             if not isinstance(entry, dict) or not isinstance(entry.get("hash"), str):
                 raise AuthError(f"{self.path}: [users.{name}] needs a hash and a role")
-            out[name] = User(name, Role.parse(str(entry.get("role", ""))), entry["hash"])
+            epoch = entry.get("epoch", 0)
+            if not isinstance(epoch, int) or epoch < 0:
+                raise AuthError(f"{self.path}: [users.{name}] epoch must be a whole number >= 0, got {epoch!r}")
+            out[name] = User(name, Role.parse(str(entry.get("role", ""))), entry["hash"], epoch)
         return out
 
     def _save(self, users: dict[str, User]) -> None:
         lines = ["# Desk users for `qlcore serve`: salted scrypt hashes, never passwords. Edit with `qlcore users`.", ""]
         for user in sorted(users.values(), key=lambda u: u.name):
             lines += [f"[users.{_toml_str(user.name)}]", f"role = {_toml_str(user.role.label)}",
-                      f"hash = {_toml_str(user.hash)}", ""]
+                      f"hash = {_toml_str(user.hash)}", f"epoch = {user.epoch}", ""]
         _write_private(self.path, "\n".join(lines))
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _change(self, name: str, change: Callable[[User], User | None]) -> None:
+        """Replace user `name` by `change(user)` (None removes them), under the lock."""
+        with self._locked():
+            users = self.users()
+            if name not in users:
+                raise AuthError(f"user: no user {name!r}")
+            changed = change(users[name])
+            if changed is None:
+                del users[name]
+            else:
+                users[name] = changed
+            self._save(users)
 
     def add(self, name: str, role: Role | str, password: str) -> User:
         """Add a user; `AuthError` if the name is taken or malformed, or the password too short."""
-        users = self.users()
-        if name in users:
-            raise AuthError(f"user: {name!r} already exists (use `qlcore users passwd`)")
         user = User(_check_name(name), role if isinstance(role, Role) else Role.parse(role), hash_password(_check_password(password)))
-        users[name] = user
-        self._save(users)
+        with self._locked():
+            users = self.users()
+            if name in users:
+                raise AuthError(f"user: {name!r} already exists (use `qlcore users passwd`)")
+            users[name] = user
+            self._save(users)
         return user
 
     def set_password(self, name: str, password: str) -> None:
-        users = self.users()
-        if name not in users:
-            raise AuthError(f"user: no user {name!r}")
-        users[name] = User(name, users[name].role, hash_password(_check_password(password)))
-        self._save(users)
+        """A new password; every session of the user ends."""
+        new_hash = hash_password(_check_password(password))
+        self._change(name, lambda u: replace(u, hash=new_hash, epoch=u.epoch + 1))
 
     def set_role(self, name: str, role: Role | str) -> None:
-        users = self.users()
-        if name not in users:
-            raise AuthError(f"user: no user {name!r}")
-        users[name] = User(name, role if isinstance(role, Role) else Role.parse(role), users[name].hash)
-        self._save(users)
+        """A new role; a lower one also ends every session of the user (a higher one needs no new login)."""
+        new = role if isinstance(role, Role) else Role.parse(role)
+        self._change(name, lambda u: replace(u, role=new, epoch=u.epoch + (1 if new < u.role else 0)))
+
+    def end_sessions(self, name: str) -> None:
+        """End every session of the user (logout): their login cookies stop working at once."""
+        self._change(name, lambda u: replace(u, epoch=u.epoch + 1))
 
     def remove(self, name: str) -> None:
-        users = self.users()
-        if users.pop(name, None) is None:
-            raise AuthError(f"user: no user {name!r}")
-        self._save(users)
+        self._change(name, lambda u: None)
 
     def verify(self, name: str, password: str) -> User | None:
-        """The user if `password` is theirs, else None (unknown users cost the same time as known ones)."""
+        """The user if `password` is theirs, else None (unknown users cost the same time as known ones).
+
+        A hash made at a lower cost than today's is replaced by one at today's cost."""
         user = self.users().get(name)
         if user is None:
-            check_password(password, _DUMMY_HASH)
+            check_password(password, _dummy_hash())
             return None
-        return user if check_password(password, user.hash) else None
+        if not check_password(password, user.hash):
+            return None
+        if needs_rehash(user.hash):
+            new_hash = hash_password(password)
+            self._change(name, lambda u: replace(u, hash=new_hash) if u.hash == user.hash else u)
+        return user
 
     def role_of(self, name: str | None) -> Role | None:
         """The user's role as the file says now (a removed user has none)."""
@@ -171,7 +228,9 @@ class UserStore:
         return None if user is None else user.role
 
 
-_DUMMY_HASH = hash_password("not a password", salt=b"\0" * 16)
+@cache
+def _dummy_hash() -> str:
+    return hash_password("not a password", salt=b"\0" * 16)
 
 
 def _check_name(name: str) -> str:

@@ -58,7 +58,7 @@ def users_passwd(
     password_stdin: PasswordStdin = False,
     users_file: UsersFileOption = None,
 ) -> None:
-    """Change a user's password."""
+    """Change a user's password (their open sessions end)."""
     store = _store(users_file)
     _run(lambda: store.set_password(name, _password(password_stdin)))
     typer.echo(f"password of {name} changed")
@@ -70,7 +70,7 @@ def users_role(
     role: Annotated[str, typer.Argument(help="viewer, trader or admin")],
     users_file: UsersFileOption = None,
 ) -> None:
-    """Change a user's role (takes effect at the user's next action)."""
+    """Change a user's role (takes effect at the user's next action; a lower one ends their sessions)."""
     store = _store(users_file)
     _run(lambda: store.set_role(name, role))
     typer.echo(f"{name} is now {role}")
@@ -78,7 +78,7 @@ def users_role(
 
 @users_app.command("remove")
 def users_remove(name: Annotated[str, typer.Argument(help="user name")], users_file: UsersFileOption = None) -> None:
-    """Remove a user."""
+    """Remove a user (their open sessions end within seconds)."""
     store = _store(users_file)
     _run(lambda: store.remove(name))
     typer.echo(f"removed {name}")
@@ -103,6 +103,11 @@ def serve(
     ] = None,
     period_ms: Annotated[int, typer.Option(help="how often the server reads the engine's status for its pages")] = 100,
     num_procs: Annotated[int, typer.Option(help="server processes sharing the port (0: one per core)")] = 1,
+    ssl_certfile: Annotated[Path | None, typer.Option(help="serve HTTPS with this certificate (PEM); needs --ssl-keyfile")] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="the certificate's private key (PEM)")] = None,
+    login_lockout_s: Annotated[
+        float, typer.Option(help="seconds a user name or address is locked out after too many failed logins")
+    ] = 300.0,
 ) -> None:
     """Serve the dashboards (monitor, control, research, audit) behind a login."""
     from qlcore.ui.server import ServeConfig
@@ -114,10 +119,21 @@ def serve(
     if period_ms < 50:
         typer.secho(f"error: --period-ms {period_ms}: must be at least 50", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        typer.secho("error: --ssl-certfile and --ssl-keyfile go together", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    for option, path in (("--ssl-certfile", ssl_certfile), ("--ssl-keyfile", ssl_keyfile)):
+        if path is not None and not path.is_file():
+            typer.secho(f"error: {option} {path}: no such file", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2)
+    if login_lockout_s <= 0:
+        typer.secho(f"error: --login-lockout-s {login_lockout_s:g}: must be above 0", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
     config = ServeConfig(
         port=port, address=address, url=db, users_file=users_file, engine_id=engine_id,
         period_ms=period_ms, show=not no_browser, allow_origins=tuple(allow_origin or ()),
         num_procs=num_procs if num_procs > 0 else (os.cpu_count() or 1),
+        ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, lockout_s=login_lockout_s,
     )
     do_serve(config, echo=lambda line: typer.echo(line, err=False))
 

@@ -75,12 +75,14 @@ class ControlPanel(Viewer):
                                        css_classes=["ql-halt-reason"])
         self.halt_flatten = w.Checkbox(name="also close every position (flatten)", value=False,
                                        css_classes=["ql-halt-flatten"])
+        self.halt_everywhere = w.Checkbox(name="every engine of the desk (admin)", value=False, visible=False,
+                                          css_classes=["ql-halt-everywhere"])
         self.halt_confirm = w.Button(name="Confirm emergency stop", button_type="danger")
         self.halt_abort = w.Button(name="Do not stop", button_type="light")
         self.halt_dialog = pn.Column(
             html_pane("<b>Stop all trading?</b> Every open order is cancelled and the account is HALTED "
                          "until an admin resumes trading."),
-            self.halt_reason, self.halt_flatten, pn.Row(self.halt_confirm, self.halt_abort),
+            self.halt_reason, self.halt_flatten, self.halt_everywhere, pn.Row(self.halt_confirm, self.halt_abort),
             visible=False, styles={"border": "2px solid #cf222e", "padding": "8px", "border-radius": "6px"},
             name="halt-dialog",
         )
@@ -110,7 +112,8 @@ class ControlPanel(Viewer):
     def act(self, kind: str, payload: dict[str, Any]) -> int | None:
         """Send one action as the session's user; show what came of it. The command id, or None if refused."""
         try:
-            result = self.context.actions.run(kind, payload)
+            view = self.live.view  # the engine this page shows, not a fixed name
+            result = self.context.actions.run(kind, payload, engine_id=view.engine_id if view else self.context.engine_id)
         except ActionRefused as exc:
             self._say(f"refused: {exc.reason}", "danger")
             return None
@@ -185,10 +188,25 @@ class ControlPanel(Viewer):
             self._say("an emergency stop needs a reason", "warning")
             return
         payload: dict[str, Any] = {"reason": reason, **({"flatten": True} if self.halt_flatten.value else {})}
-        if self.act("halt", payload) is not None:
+        if self.halt_everywhere.value:
+            sent = self._halt_everywhere(payload)
+        else:
+            sent = self.act("halt", payload) is not None
+        if sent:
             self.halt_dialog.visible = False
             self.halt_reason.value = ""
             self.halt_flatten.value = False
+
+    def _halt_everywhere(self, payload: dict[str, Any]) -> bool:
+        engines = [v.engine_id for v in self.context.read_model.engines()]
+        try:
+            results = self.context.actions.run_everywhere("halt", payload, engines)
+        except ActionRefused as exc:
+            self._say(f"refused: {exc.reason}", "danger")
+            return False
+        self._say(f"halt sent to {len(results)} engines ({', '.join(engines)}) by {results[0].user}", "success")
+        self._refresh_commands(force=True)
+        return True
 
     def _resume_trading(self) -> None:
         reason = (self.resume_reason.value or "").strip()
@@ -250,6 +268,7 @@ class ControlPanel(Viewer):
         role = self.role
         trader = allowed(role, "halt")
         admin = allowed(role, "resume_trading")
+        self.halt_everywhere.visible = admin
         note = html_pane(
             f"<i>Read-only: your role is {esc(role.label if role else 'none')}; control actions need trader.</i>",
             visible=not trader, name="read-only-note",

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from qlcore.ui.actions import Actions
 from qlcore.ui.auth import Role, UserStore
 from qlcore.ui.readmodel import EngineView, ReadModel
+from qlcore.ui.sessions import Logins, disconnect
 
 PERIOD_MS = 100  # how often the server reads the engine's status; one cheap query, whatever the pages
 
@@ -32,6 +33,7 @@ class AppContext:
     read_model: ReadModel
     actions: Actions
     users: UserStore
+    logins: Logins
     engine_id: str | None = None
     period_ms: int = PERIOD_MS
     _rendered: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False, compare=False)
@@ -46,9 +48,11 @@ class AppContext:
 
     @classmethod
     def create(cls, engine: Engine, users_file: Path, *, engine_id: str | None = None,
-               period_ms: int = PERIOD_MS) -> AppContext:
+               period_ms: int = PERIOD_MS, cookie_secret: str | None = None) -> AppContext:
+        """The context of a server; without `cookie_secret` nobody can log in, so its pages are read-only."""
         users = UserStore(users_file)
-        return cls(ReadModel(engine=engine), Actions(engine, users), users, engine_id, period_ms)
+        logins = Logins(users, cookie_secret)
+        return cls(ReadModel(engine=engine), Actions(engine, users, logins=logins), users, logins, engine_id, period_ms)
 
     def rendered(self, key: str, view: EngineView | None, render: Callable[[EngineView | None], str]) -> str:
         """`render(view)`, computed once per snapshot version and shared by every session of the server."""
@@ -61,10 +65,8 @@ class AppContext:
         return text
 
     def session_user(self) -> tuple[str | None, Role | None]:
-        """The logged-in user of the current session (signed cookie) and their role now."""
-        import panel as pn
-
-        user = pn.state.user
+        """The user the current session's own login cookie proves (bound when the session opens) and their role now."""
+        user = self.logins.open_current()
         return user, self.users.role_of(user)
 
 
@@ -123,13 +125,15 @@ class Poller:
     A page is updated when the snapshot's version changes, when the stale marker flips, and about once a
     second for the heartbeat age. At most one update per page waits at a time and it applies the newest
     view when it runs, so a busy server skips versions instead of queueing them. Pages leave when their
-    session ends."""
+    session ends, and once a second every page's login is checked again: a page whose login has ended
+    (logout, expiry, user removed or demoted) is disconnected."""
 
     def __init__(self, context: AppContext) -> None:
         self.context = context
         self._sessions: dict[int, _Page] = {}
         self._latest: tuple[EngineView | None, str] = (None, "")
         self._callback: Any = None
+        self._checked_at = 0
 
     def add(self, live: LiveStatus, doc: Any) -> None:
         key = id(live)
@@ -147,6 +151,7 @@ class Poller:
     def _tick(self) -> None:
         if not self._sessions:
             return
+        self._end_revoked_pages()
         error = ""
         view: EngineView | None = None
         try:
@@ -160,6 +165,18 @@ class Poller:
             if state != page.shown and not page.pending:
                 page.pending = True
                 page.doc.add_next_tick_callback(partial(self._apply, page))
+
+    def _end_revoked_pages(self) -> None:
+        logins = self.context.logins
+        second = int(time.monotonic())
+        if not logins.secret or second == self._checked_at:  # no logins on this server: nothing to end
+            return
+        self._checked_at = second
+        for key, page in list(self._sessions.items()):
+            session = page.doc.session_context
+            if session is not None and logins.bound_user(session.id) is None:
+                self._sessions.pop(key, None)
+                disconnect(page.doc)
 
     def _apply(self, page: _Page) -> None:
         # as the session's own document, and every change of this update in one message to the browser

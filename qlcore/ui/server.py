@@ -1,10 +1,12 @@
 """`qlcore serve`: the four dashboards behind a login checked against the hashed users file.
 
-Panel's own basic auth compares plaintext passwords, so the server plugs in its own login handler
-(`HashedLoginHandler`) that verifies against `UserStore`; on success Panel's handler sets the signed
-``user`` cookie that `pn.state.user` reads, signed with the generated cookie secret. Websocket
-connections are accepted only from the served host and port. Bokeh's and Panel's JavaScript and
-CSS are served by this server (no CDN: the desk machines may have no internet).
+The server's doors are `qlcore.ui.login`: its own login and logout pages (Panel's basic auth
+compares plaintext passwords and reflects its error text), `Doors.request_user` as the auth hook of
+every page and websocket, and hardening headers on every response. Session tokens carry no
+cookies (a page's script can read its token). Websocket connections are accepted only from the
+served host and port. Bokeh's and Panel's JavaScript and CSS are served by this server (no CDN:
+the desk machines may have no internet). With ``--ssl-certfile``/``--ssl-keyfile`` it serves HTTPS
+and its cookies are Secure.
 """
 from __future__ import annotations
 
@@ -17,7 +19,6 @@ from typing import Any
 
 from qlcore.ui.auth import USERS_FILE, UserStore, cookie_secret, ensure_admin
 
-LOGIN_TEMPLATE = Path(__file__).with_name("templates") / "login.html"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -35,6 +36,13 @@ class ServeConfig:
     show: bool = False
     allow_origins: tuple[str, ...] = ()
     num_procs: int = 1  # server processes sharing the port (each with its own sessions and poller)
+    ssl_certfile: Path | None = None  # serve HTTPS with this certificate (and key): cookies become Secure
+    ssl_keyfile: Path | None = None
+    lockout_s: float = 300.0  # how long a user name or address is locked out after too many failed logins
+
+    @property
+    def tls(self) -> bool:
+        return self.ssl_certfile is not None
 
     def origins(self) -> list[str]:
         """The websocket origins to accept: the served host and port only (both loopback names on loopback)."""
@@ -42,30 +50,6 @@ class ServeConfig:
             return list(self.allow_origins)
         hosts = ["127.0.0.1", "localhost"] if self.address in LOOPBACK or self.address == "" else [self.address]
         return [f"{h}:{self.port}" for h in hosts]
-
-
-def _auth_provider(users: UserStore, engine: Any) -> Any:
-    from panel.auth import BasicAuthProvider, BasicLoginHandler
-
-    from qlcore.ui.actions import AUDIT_LOGIN, AUDIT_LOGIN_REFUSED, audit_append
-
-    class HashedLoginHandler(BasicLoginHandler):
-        def _validate(self, username: str, password: str) -> bool:
-            user = users.verify(username, password)
-            # every login and every refused one is on the audit trail, with the address it came from
-            name = (username or "").strip()[:64] or "anonymous"
-            details = {"remote_ip": self.request.remote_ip, **({"role": user.role.label} if user else {})}
-            audit_append(engine, f"user:{name}", AUDIT_LOGIN if user else AUDIT_LOGIN_REFUSED, "dashboard/login", details)
-            return user is not None
-
-    class HashedAuthProvider(BasicAuthProvider):
-        @property
-        def login_handler(self) -> type:
-            HashedLoginHandler._login_endpoint = self._login_endpoint
-            HashedLoginHandler._login_template = self._login_template
-            return HashedLoginHandler
-
-    return HashedAuthProvider(login_template=str(LOGIN_TEMPLATE))
 
 
 def apps(context: Any) -> dict[str, Callable[[], Any]]:
@@ -87,6 +71,9 @@ def serve(config: ServeConfig, *, echo: Callable[[str], None] = print, start: bo
     """Prepare users and secrets, then serve the dashboards (blocks while `start`); the Bokeh server."""
     from qlcore.store.db import connect, project_data_dir
     from qlcore.ui.live import AppContext
+    from qlcore.ui.login import Doors, auth_provider, security_headers
+    from qlcore.ui.sessions import LOGIN_COOKIE
+    from qlcore.ui.throttle import LoginThrottle
 
     data_dir = config.data_dir or project_data_dir()
     users_file = config.users_file or data_dir / USERS_FILE
@@ -100,26 +87,42 @@ def serve(config: ServeConfig, *, echo: Callable[[str], None] = print, start: bo
     import panel as pn
 
     db = connect(config.url)
-    context = AppContext.create(db, users_file, engine_id=config.engine_id, period_ms=config.period_ms)
+    context = AppContext.create(db, users_file, engine_id=config.engine_id, period_ms=config.period_ms,
+                                cookie_secret=secret)
+    doors = Doors(users, context.logins, db, throttle=LoginThrottle(lockout_s=config.lockout_s), secure=config.tls)
     if config.num_procs > 1:
         db.dispose()  # the processes are forked: none may inherit an open connection
         _workers_die_with_the_parent()
     host = "localhost" if config.address in ("127.0.0.1", "", "0.0.0.0") else config.address
-    echo(f"serving the dashboards at http://{host}:{config.port}/monitor (control, research, audit)")
-    return pn.serve(
+    scheme = "https" if config.tls else "http"
+    echo(f"serving the dashboards at {scheme}://{host}:{config.port}/monitor (control, research, audit)")
+    tls = {"ssl_certfile": str(config.ssl_certfile), "ssl_keyfile": str(config.ssl_keyfile)} if config.tls else {}
+    server = pn.serve(
         apps(context),
         port=config.port,
         address=config.address,
         websocket_origin=config.origins(),
         cookie_secret=secret,
-        auth_provider=_auth_provider(users, db),
+        auth_provider=auth_provider(doors),
+        # a session token is readable by the page's script: it must not carry the login cookie
+        exclude_cookies=[LOGIN_COOKIE, "_xsrf", "id_token"],
+        exclude_headers=["Cookie", "Authorization"],
         show=config.show,
-        start=start,
+        start=False,
         title={"monitor": "Monitor", "control": "Control", "research": "Research", "audit": "Audit"},
         threaded=False,
         verbose=False,
         num_procs=config.num_procs,
+        **tls,
     )
+    # (from here on, with --num-procs N, every forked server process runs this for its own application)
+    app = server._tornado
+    app.add_transform(security_headers(config.tls))
+    app.settings["xsrf_cookie_kwargs"] = {"httponly": True, "samesite": "Strict", "secure": config.tls, "path": "/"}
+    if start:
+        server.start()
+        server.io_loop.start()
+    return server
 
 
 def _workers_die_with_the_parent() -> None:

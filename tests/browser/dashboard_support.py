@@ -89,6 +89,22 @@ def publish(db: Engine, snapshot: dict[str, Any], *, heartbeat_at: int | None = 
         ))
 
 
+def http_login(base: str, user: str, password: str) -> tuple[Any, Any]:
+    """Log in with plain HTTP as the login form does (its XSRF token, the desk's origin): (opener, cookie jar)."""
+    import re
+    import urllib.parse
+    from http.cookiejar import CookieJar
+
+    jar = CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    form = opener.open(f"{base}/login", timeout=30).read().decode()
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', form)
+    assert xsrf, "the login form carries its XSRF token"
+    data = urllib.parse.urlencode({"username": user, "password": password, "_xsrf": xsrf.group(1)}).encode()
+    opener.open(urllib.request.Request(f"{base}/login", data=data, headers={"Origin": base}), timeout=60).read()
+    return opener, jar
+
+
 def login(browser: Any, base: str, user: str, password: str, app: str = "monitor", *,
           width: int = 1280, height: int = 1400) -> Any:
     """A fresh browser context logged in as `user`, on `app`'s page; every request off this machine is recorded."""

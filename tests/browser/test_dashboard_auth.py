@@ -139,9 +139,8 @@ def test_first_serve_prints_an_admin_password_that_logs_in(tmp_path: Path) -> No
     import time
     import urllib.parse
     import urllib.request
-    from http.cookiejar import CookieJar
 
-    from dashboard_support import free_port
+    from dashboard_support import free_port, http_login
 
     port = free_port()
     env = {**os.environ, "QLCORE_DATA_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
@@ -157,17 +156,15 @@ def test_first_serve_prints_an_admin_password_that_logs_in(tmp_path: Path) -> No
         password = m.group(1)
         assert (tmp_path / "initial-admin-password").read_text().strip() == password
         assert password not in (tmp_path / "users.toml").read_text()
-        jar = CookieJar()
-        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-        form = urllib.parse.urlencode({"username": "admin", "password": password}).encode()
         deadline = time.monotonic() + 30
         while True:
             try:
-                opener.open(f"http://localhost:{port}/login", data=form, timeout=5).read()
+                urllib.request.urlopen(f"http://localhost:{port}/login", timeout=5).read()
                 break
             except OSError:
                 assert time.monotonic() < deadline, "the server did not answer"
                 time.sleep(0.2)
+        _opener, jar = http_login(f"http://localhost:{port}", "admin", password)
         assert "user" in {c.name for c in jar}, "the printed password logs in"
     finally:
         proc.send_signal(signal.SIGINT)

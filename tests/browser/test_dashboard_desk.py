@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 import pytest
-from dashboard_support import PASSWORDS, login
+from dashboard_support import PASSWORDS, http_login, login
 from playwright.sync_api import expect
 
 from qlcore.ui.readmodel import ReadModel
@@ -166,17 +166,11 @@ def test_monitor_fits_a_phone_screen(desk, browser, artifacts) -> None:
 
 def test_websockets_from_another_origin_are_refused(desk) -> None:
     import asyncio
-    import urllib.parse
-    import urllib.request
-    from http.cookiejar import CookieJar
 
     from tornado.httpclient import HTTPClientError, HTTPRequest
     from tornado.websocket import websocket_connect
 
-    jar = CookieJar()
-    form = urllib.parse.urlencode({"username": "tina", "password": PASSWORDS["tina"]}).encode()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    opener.open(f"{desk.base}/login", data=form, timeout=10).read()
+    opener, jar = http_login(desk.base, "tina", PASSWORDS["tina"])
     html = opener.open(f"{desk.base}/monitor", timeout=30).read().decode()
     token = re.search(r'"token":\s*"([^"]+)"', html)
     assert token, "the page carries its session token"
@@ -235,3 +229,21 @@ def _wait_order_id(desk: Any, command_id: int) -> str:
     m = re.search(r"order (\S+) submitted", cmd.reason or "")
     assert m, cmd.reason
     return m.group(1)
+
+
+def test_logging_out_ends_every_session_of_the_user_on_the_server(desk, browser) -> None:
+    page = login(browser, desk.base, "vic", PASSWORDS["vic"], "monitor")
+    other = login(browser, desk.base, "vic", PASSWORDS["vic"], "control")  # vic on a second device
+    [cookie] = [c for c in page.context.cookies() if c["name"] == "user"]
+    page.get_by_role("link", name="log out").click()
+    expect(page.locator("#logged-out")).to_be_visible(timeout=WAIT)
+    other.goto(f"{desk.base}/monitor")
+    assert "/login" in other.url, "the other device's login ended too"
+    replay = browser.new_context()  # the old cookie, kept and replayed
+    replay.add_cookies([cookie])
+    stolen = replay.new_page()
+    stolen.goto(f"{desk.base}/control")
+    assert "/login" in stolen.url
+    for context in (page.context, other.context, replay):
+        context.close()
+    assert ReadModel(desk.url).audit_search(actor="user:vic", action="ui.logout")

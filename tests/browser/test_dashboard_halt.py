@@ -6,18 +6,21 @@ import re
 import time
 
 import pytest
-from dashboard_support import PASSWORDS, login, start_desk
+from dashboard_support import PASSWORDS, login, publish, sample_snapshot, start_desk
 from playwright.sync_api import expect
 
+from qlcore.store.db import connect
 from qlcore.ui.readmodel import ReadModel
 
 WAIT = 15_000
+ENGINE = "desk-b"
 
 
 @pytest.fixture(scope="module")
 def halt_desk(tmp_path_factory, browser):
-    """Its own engine: this module halts trading, which no other test should see."""
-    d = start_desk(tmp_path_factory.mktemp("halt-desk"))
+    """Its own engine: this module halts trading, which no other test should see. Its engine id is not
+    the default one: the page's actions must go to the engine it shows, whatever its name."""
+    d = start_desk(tmp_path_factory.mktemp("halt-desk"), engine_args=("--demo", "--speed", "20", "--engine-id", ENGINE))
     yield d
     d.stop()
 
@@ -145,4 +148,33 @@ def test_an_emergency_stop_with_flatten_then_a_flatten_while_halted_and_a_strate
                         "the strategy-scoped resume answered")[0]
     assert "nothing to resume" in resumed.reason  # only the account is halted: the strategy's own scope is ACTIVE
     assert getattr(model.status(), "trading_mode", None) == "HALTED"
+    # the account resumes, so that the next test starts from a trading desk
+    page.locator(".ql-resume-scope select").select_option("account")
+    page.locator("input[placeholder='why trading may resume']").fill("book closed")
+    page.locator("input[placeholder='why trading may resume']").press("Tab")
+    page.get_by_role("button", name="Resume trading").click()
+    _wait_for(lambda: getattr(model.status(), "trading_mode", None) == "ACTIVE", "the account trading again")
     page.context.close()
+
+
+def test_an_admin_halts_every_engine_of_the_desk_at_once(halt_desk, browser) -> None:
+    desk = halt_desk
+    model = ReadModel(desk.url, cache_s=0)
+    _wait_for(lambda: getattr(model.status(ENGINE), "trading_mode", None) == "ACTIVE", "the engine trading")
+    publish(connect(desk.url), sample_snapshot(engine_id="desk-c"))  # a second engine of the same store
+    trader = login(browser, desk.base, "tina", PASSWORDS["tina"], "control")
+    trader.get_by_role("button", name="EMERGENCY STOP").click()
+    expect(trader.locator(".ql-halt-everywhere")).to_be_hidden()
+    trader.context.close()
+    admin = login(browser, desk.base, "admin", PASSWORDS["admin"], "control")
+    admin.get_by_role("button", name="EMERGENCY STOP").click()
+    admin.locator(".ql-halt-reason input").fill("desk-wide stop drill")
+    admin.locator(".ql-halt-reason input").press("Tab")
+    admin.locator(".ql-halt-everywhere input").check()
+    expect(admin.locator(".ql-halt-everywhere input")).to_be_checked()
+    admin.get_by_role("button", name="Confirm emergency stop").click()
+    expect(admin.get_by_text(re.compile(r"halt sent to 2 engines .* by admin"))).to_be_visible(timeout=WAIT)
+    halts = {c.target: c for c in model.commands(20) if c.kind == "halt" and c.payload.get("reason") == "desk-wide stop drill"}
+    assert set(halts) == {ENGINE, "desk-c"} and {c.user for c in halts.values()} == {"admin"}
+    _wait_for(lambda: getattr(model.status(ENGINE), "trading_mode", None) == "HALTED", "the running engine halting")
+    admin.context.close()

@@ -61,7 +61,7 @@ def test_a_run_gets_the_approved_parameters_and_its_metadata_and_is_archived_rea
     assert done.error is None and done.failing_cell is None
     out = Path(done.output_path)
     assert out.parent == tmp_path / "runs" / "job" and out.suffix == ".ipynb"
-    assert not os.stat(out).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o400  # never edited, read by its owner only
     assert read_records(out) == {"seen": {"job_id": "job", "mode": "paper", "run_id": done.run_id}}
     assert done.code_hash == done.approved_hash == notebook_hash(nb)
     assert done.params == {"fail": False, "job_id": "job", "code_hash": notebook_hash(nb), "mode": "paper",
