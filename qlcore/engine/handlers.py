@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from qlcore.control.commands import Command
 from qlcore.control.priority import FENCING, Fences
+from qlcore.engine.approvals import check_job_deployment
 from qlcore.engine.kernel import OrderError
 from qlcore.engine.status import RUNNING
 from qlcore.model.enums import OrderSide, OrderStatus, OrderType, TimeInForce
+from qlcore.model.money import to_decimal
 from qlcore.risk.modes import OPERATOR_FLATTEN_TAG, ModeError, NotAuthorisedError
 from qlcore.strategies.manager import InvalidStrategyTransition, StrategyState
 from qlcore.strategies.registry import UnknownStrategyError
@@ -88,12 +90,15 @@ class CommandHandlers:
         p = c.payload
         engine = self.engine
         symbols = p.get("symbols") or list(engine.config.symbols)
+        # a job's deployment: only under its approval, within the approved capital and limits
+        capital, limits = check_job_deployment(engine.db, p, to_decimal(p.get("capital") or engine.config.default_capital),
+                                               p.get("limits") or {})
         strategy = engine.manager.deploy(
             p["strategy"],
             p.get("params") or {},
             symbols=symbols,
-            allocation=p.get("capital") or engine.config.default_capital,
-            limits=p.get("limits") or None,
+            allocation=capital,
+            limits=limits or None,
             strategy_id=p["strategy_id"],
             actor=c.user,
         )

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -248,6 +249,7 @@ def approve(
             raise ReviewError(f"reviewer {reviewer!r} is the author of submission {sub.id}: "
                               "a different person must approve it")
         validate_cron(cron)
+        _check_job_limits(limits or {})
         if mode not in MODES:
             raise ReviewError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
         if timeout_s <= 0 or retries < 0:
@@ -279,6 +281,23 @@ def approve(
                   "mode": mode, "limits": record.limits, "schedule": str(file),
                   "self_approved": reviewer == sub.author})
     return record
+
+
+def _check_job_limits(limits: Mapping[str, Any]) -> None:
+    """The limits an approval may set are those the engine applies to the job's deployment."""
+    from qlcore.strategies.manager import LIMIT_KEYS
+
+    known = {"capital": "the most capital the job's strategy may be deployed with", **LIMIT_KEYS}
+    for key, value in limits.items():
+        if key not in known:
+            valid = "; ".join(f"{k} ({h})" for k, h in known.items())
+            raise ReviewError(f"limit {key!r} is not one the engine applies to a job; valid limits: {valid}")
+        try:
+            amount = Decimal(str(value))
+        except ArithmeticError:
+            amount = Decimal(-1)
+        if not amount.is_finite() or amount <= 0:
+            raise ReviewError(f"limit {key}: expected a number > 0, got {value!r}")
 
 
 def _job_id(notebook: str) -> str:

@@ -234,14 +234,14 @@ def test_invalid_cron_is_refused_at_approve_time_and_nothing_is_written(succeede
 def test_approval_writes_the_schedule_record_and_the_gate_follows_the_hash(succeeded, tmp_path):
     sub, nb, url = fresh(succeeded, tmp_path)
     sched = tmp_path / "schedules"
-    record = approve(sub.id, "bob", "35 15 * * mon-fri", limits={"max_drawdown": 0.2}, db=url, schedules_dir=sched)
+    record = approve(sub.id, "bob", "35 15 * * mon-fri", limits={"max_position": 500}, db=url, schedules_dir=sched)
     file = sched / "strategy.toml"
     data = tomllib.loads(file.read_text())
     assert data["approved_hash"] == sub.code_hash == notebook_hash(nb)
     assert (data["job_id"], data["version"], data["status"], data["mode"]) == ("strategy", 1, "active", "paper")
     assert (data["cron"], data["timezone"], data["trading_days_only"], data["concurrency"]) == (
         "35 15 * * mon-fri", "America/New_York", True, 1)
-    assert data["params"] == {"fast": 7, "symbols": ["IBM", "MSFT"]} and data["limits"] == {"max_drawdown": 0.2}
+    assert data["params"] == {"fast": 7, "symbols": ["IBM", "MSFT"]} and data["limits"] == {"max_position": 500}
     assert (data["reviewer"], data["author"], data["notebook"]) == ("bob", "alice", str(nb))
     assert read_schedule(file) == record
     assert get_submission(sub.id, db=url).status == "approved"
@@ -281,3 +281,14 @@ def test_approval_refuses_a_notebook_changed_since_submission(succeeded, tmp_pat
     edit_cell(nb, 2, BODY + "y = 2\n")
     with pytest.raises(ReviewError, match=f"submitted hash {sub.code_hash}, current hash {notebook_hash(nb)}"):
         approve(sub.id, "bob", "0 16 * * *", db=url, schedules_dir=tmp_path / "schedules")
+
+
+def test_an_approval_limit_the_engine_would_not_apply_is_refused_naming_the_valid_ones(succeeded, tmp_path):
+    sub, _, url = fresh(succeeded, tmp_path)
+    with pytest.raises(ReviewError, match=r"limit 'max_drawdown' is not one the engine applies to a job; valid "
+                                          r"limits: capital .*max_order_quantity .*max_position"):
+        approve(sub.id, "bob", "35 15 * * mon-fri", limits={"max_drawdown": 0.2}, db=url,
+                schedules_dir=tmp_path / "schedules")
+    with pytest.raises(ReviewError, match="limit capital: expected a number > 0"):
+        approve(sub.id, "bob", "35 15 * * mon-fri", limits={"capital": -5}, db=url, schedules_dir=tmp_path / "s")
+    assert get_submission(sub.id, db=url).status == "succeeded"
