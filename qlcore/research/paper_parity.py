@@ -26,6 +26,7 @@ from qlcore.engine import BacktestConfig, BacktestEngine
 from qlcore.model.market import Bar
 from qlcore.research.inputs import DataLike, as_frames
 from qlcore.research.paper import no_fsync, paper_run
+from qlcore.risk.chain import RiskSettings
 from qlcore.strategies import create_strategy, strategy_class
 
 CENT = Decimal("0.01")
@@ -160,7 +161,10 @@ def paper_parity(
         paper = paper_run(strategy, params, frames, config, Path(workdir), engine_id="paper-parity",
                           strategy_id=STRATEGY_ID)
     passed = _passed_frames(frames, paper.bars)
-    backtest = BacktestEngine(config, run_id="paper-parity").add_strategy(
+    # the paper engine deploys the strategy with the account's cash as its capital, which the risk chain
+    # enforces: the backtest's chain gets the same capital, so that both deny the same orders
+    settings = RiskSettings.from_mapping({"strategy": {STRATEGY_ID: {"capital": str(config.initial_cash)}}})
+    backtest = BacktestEngine(config, run_id="paper-parity", risk=settings).add_strategy(
         create_strategy(strategy, params, strategy_id=STRATEGY_ID), list(frames)
     ).run(passed)
     return PaperParityReport(
