@@ -317,6 +317,7 @@ _CLAIM = (
     .where(_C.id == bindparam("cid"), _C.status == PENDING)
     .values(status=TAKEN, consumer=bindparam("who"), ts_taken=bindparam("at"))
 )
+_ANY_PENDING = select(_C.id).where(_C.target == bindparam("target"), _C.status == PENDING).limit(1)
 _COMPLETE = (
     update(commands_table)
     .where(_C.id == bindparam("cid"), _C.status == TAKEN, _C.consumer == bindparam("who"))
@@ -408,6 +409,9 @@ class CommandQueue:
         (`qlcore.control.priority`; `lanes` picks some of them). No two consumers get the same one."""
         if not consumer:
             raise ValueError("take needs the consumer's id")
+        with self.engine.connect() as conn:  # the engine polls often and finds nothing most times:
+            if conn.execute(_ANY_PENDING, {"target": target}).first() is None:  # one prepared look-up
+                return []
         taken: list[int] = []
         for lane in lanes:
             if len(taken) >= limit:
