@@ -30,7 +30,7 @@ def anchor(
     """Pin the audit log's head now: a signed line in the anchor file, outside the database."""
     from qlcore.audit.log import AuditLog
 
-    log = AuditLog(db)
+    log = AuditLog(db, conflict_retries=20)
     a = log.anchor()
     typer.echo(f"anchored seq {a.seq} hash {a.hash} at {a.when} in {log.anchors.path}")
 

@@ -116,7 +116,7 @@ def submit(
     with status ``failed`` and the error, and its output notebook is kept.
     """
     engine = db if isinstance(db, Engine) else connect(db)
-    audit = AuditLog(engine=engine)
+    audit = AuditLog(engine=engine, conflict_retries=20)  # the engine and the desk append meanwhile
     author = _name(author, "author")
     nb_path = Path(path).resolve()
     try:
@@ -236,7 +236,7 @@ def approve(
 ) -> ScheduleRecord:
     """Approve a succeeded submission: record the decision and write ``schedules/<job_id>.toml``."""
     engine = db if isinstance(db, Engine) else connect(db)
-    audit = AuditLog(engine=engine)
+    audit = AuditLog(engine=engine, conflict_retries=20)  # the engine and the desk append meanwhile
     subject = f"submission/{submission_id}"
     schedules_dir = schedules_dir or DEFAULT_SCHEDULES_DIR
     try:
@@ -317,7 +317,7 @@ def _previous(schedules_dir: Path, job_id: str, notebook: str) -> int:
 def reject(submission_id: str, reviewer: str, reason: str, *, db: str | Engine | None = None) -> Submission:
     """Reject a submission with a reason; it can no longer be approved."""
     engine = db if isinstance(db, Engine) else connect(db)
-    audit = AuditLog(engine=engine)
+    audit = AuditLog(engine=engine, conflict_retries=20)  # the engine and the desk append meanwhile
     subject = f"submission/{submission_id}"
     try:
         reviewer = _name(reviewer, "reviewer")
@@ -338,7 +338,7 @@ def revoke(
 ) -> ScheduleRecord:
     """Revoke an approved job: a new version of its schedule record with status ``revoked``."""
     engine = db if isinstance(db, Engine) else connect(db)
-    audit = AuditLog(engine=engine)
+    audit = AuditLog(engine=engine, conflict_retries=20)  # the engine and the desk append meanwhile
     file = schedule_path(schedules_dir or DEFAULT_SCHEDULES_DIR, job_id)
     try:
         reviewer = _name(reviewer, "reviewer")
