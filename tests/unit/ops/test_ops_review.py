@@ -292,3 +292,18 @@ def test_an_approval_limit_the_engine_would_not_apply_is_refused_naming_the_vali
     with pytest.raises(ReviewError, match="limit capital: expected a number > 0"):
         approve(sub.id, "bob", "35 15 * * mon-fri", limits={"capital": -5}, db=url, schedules_dir=tmp_path / "s")
     assert get_submission(sub.id, db=url).status == "succeeded"
+
+
+def test_a_submission_whose_run_meets_another_audit_writer_is_recorded_all_the_same(tmp_path):
+    """The engine, the dashboards and the scheduler append to the one audit chain while a review run
+    lasts: the submission's entries are chained after theirs (`make up` once died of this)."""
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    body = ("from qlcore.audit.log import AuditLog\n"
+            "AuditLog(store).record('user:engine', 'engine.meanwhile', 'account')\n" + BODY)
+    nb = write_notebook(tmp_path / "n.ipynb", params=PARAMS + 'store = ""\n', body=body)
+    sub = submit(nb, {"store": url}, "alice", db=url, data_dir=tmp_path)
+    assert sub.status == "succeeded", sub.error
+    log = AuditLog(url)
+    actions = [e.action for e in log.entries()]
+    assert "engine.meanwhile" in actions and actions[-1].startswith("submission.")
+    assert log.verify().ok
