@@ -34,3 +34,21 @@ def test_environment_yml_python_matches_requires_python():
 def test_ci_runs_make_test_with_postgres_url():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci and "QLCORE_TEST_PG_URL" in ci and "CI=true" in ci
+
+
+def test_notebooks_load_their_plotting_code_from_the_desk_not_from_a_cdn():
+    """Plots and pages work offline: no committed notebook output refers to an outside address, and
+    the notebooks load BokehJS inline (`hv.extension(..., inline=False)` wrote CDN loaders)."""
+    import json
+    import re
+
+    outside = re.compile(r"https?://")
+    for path in sorted((ROOT / "notebooks").rglob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        for i, cell in enumerate(nb["cells"]):
+            source = "".join(cell["source"])
+            assert "inline=False" not in source, f"{path.name} cell {i} loads its plotting code from a CDN"
+            if "hv.extension(" in source:
+                assert "inline=True" in source, f"{path.name} cell {i}: hv.extension without inline=True"
+            hits = outside.findall(json.dumps(cell.get("outputs", [])))
+            assert not hits, f"{path.name} cell {i}: its saved output refers to an outside address"
