@@ -25,7 +25,7 @@ from qlcore.control.commands import (
     canonical_payload,
     redacted,
 )
-from qlcore.ui.auth import Role, UserStore
+from qlcore.control.users import Role, UserStore
 from qlcore.ui.sessions import Logins
 
 # action -> the least role that may do it. Halting is a trader's right (anyone who can trade can

@@ -17,8 +17,8 @@ PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="read the 
 
 
 def _store(users_file: Path | None):  # -> UserStore, imported on use
+    from qlcore.control.users import USERS_FILE, UserStore
     from qlcore.store.db import project_data_dir
-    from qlcore.ui.auth import USERS_FILE, UserStore
 
     return UserStore(users_file or project_data_dir() / USERS_FILE)
 
@@ -30,7 +30,7 @@ def _password(from_stdin: bool) -> str:
 
 
 def _run(action) -> None:  # AuthError is the user's mistake: one line, exit 2
-    from qlcore.ui.auth import AuthError
+    from qlcore.control.users import AuthError
 
     try:
         action()
@@ -46,10 +46,24 @@ def users_add(
     password_stdin: PasswordStdin = False,
     users_file: UsersFileOption = None,
 ) -> None:
-    """Add a user (the password is stored as a salted scrypt hash)."""
+    """Add a user (the password is stored as a salted scrypt hash) and issue their signing key."""
+    from qlcore.control.keys import issue_user_key
+
     store = _store(users_file)
     _run(lambda: store.add(name, role, _password(password_stdin)))
-    typer.echo(f"added {name} ({role}) to {store.path}")
+    key_path = issue_user_key(store, name)
+    typer.echo(f"added {name} ({role}) to {store.path}; their signing key is {key_path} (0600: hand it to them)")
+
+
+@users_app.command("key")
+def users_key(name: Annotated[str, typer.Argument(help="user name")], users_file: UsersFileOption = None) -> None:
+    """Issue a new signing key for a user (the old one stops working at once)."""
+    from qlcore.control.keys import issue_user_key
+
+    store = _store(users_file)
+    paths: list[Path] = []
+    _run(lambda: paths.append(issue_user_key(store, name)))
+    typer.echo(f"new signing key for {name}: {paths[0]} (0600: hand it to them; the old key no longer works)")
 
 
 @users_app.command("passwd")
@@ -88,7 +102,7 @@ def users_remove(name: Annotated[str, typer.Argument(help="user name")], users_f
 def users_list(users_file: UsersFileOption = None) -> None:
     """List the users and their roles."""
     for user in sorted(_store(users_file).users().values(), key=lambda u: u.name):
-        typer.echo(f"{user.name:<24} {user.role.label}")
+        typer.echo(f"{user.name:<24} {user.role.label:<8} {'key ' + user.key[:12] if user.key else 'no key'}")
 
 
 def serve(

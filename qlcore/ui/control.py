@@ -16,9 +16,9 @@ import param
 from panel.viewable import Viewer
 from param.parameters import NoNone
 
+from qlcore.control.users import Role
 from qlcore.risk.config import FIELDS
 from qlcore.ui.actions import ActionRefused, allowed
-from qlcore.ui.auth import Role
 from qlcore.ui.components import html_pane, strategies_table, table
 from qlcore.ui.format import esc, ts_text
 from qlcore.ui.live import AppContext, LiveStatus

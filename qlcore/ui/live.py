@@ -18,8 +18,8 @@ from typing import Any
 import param
 from sqlalchemy import Engine
 
+from qlcore.control.users import Role, UserStore
 from qlcore.ui.actions import Actions
-from qlcore.ui.auth import Role, UserStore
 from qlcore.ui.readmodel import EngineView, ReadModel
 from qlcore.ui.sessions import Logins, disconnect
 

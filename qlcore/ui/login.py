@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 from tornado.ioloop import IOLoop
 from tornado.websocket import WebSocketHandler
 
+from qlcore.control.users import UserStore
 from qlcore.ui.actions import (
     AUDIT_LOGIN,
     AUDIT_LOGIN_LOCKED,
@@ -36,7 +37,6 @@ from qlcore.ui.actions import (
     AUDIT_SESSION_REFUSED,
     audit_append,
 )
-from qlcore.ui.auth import UserStore
 from qlcore.ui.sessions import LOGIN_COOKIE, Logins, websocket_session_id
 from qlcore.ui.throttle import LoginThrottle
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import panel as pn
 
-from qlcore.ui.auth import Role
+from qlcore.control.users import Role
 from qlcore.ui.components import StatusBar
 from qlcore.ui.format import CSS
 from qlcore.ui.live import AppContext, LiveStatus

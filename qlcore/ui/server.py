@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qlcore.ui.auth import USERS_FILE, UserStore, cookie_secret, ensure_admin
+from qlcore.control.users import USERS_FILE, UserStore, cookie_secret, ensure_admin
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from qlcore.ui.auth import User, UserStore
+from qlcore.control.users import User, UserStore
 
 LOGIN_COOKIE = "user"
 LOGIN_TTL_S = 24 * 3600

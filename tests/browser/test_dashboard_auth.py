@@ -7,9 +7,7 @@ from pathlib import Path
 import pytest
 
 from qlcore.control.commands import CommandQueue
-from qlcore.store.db import connect
-from qlcore.ui.actions import ACTIONS, AUDIT_ACTION, AUDIT_REFUSED, ActionRefused, Actions, allowed
-from qlcore.ui.auth import (
+from qlcore.control.users import (
     AuthError,
     Role,
     UserStore,
@@ -18,6 +16,8 @@ from qlcore.ui.auth import (
     ensure_admin,
     hash_password,
 )
+from qlcore.store.db import connect
+from qlcore.ui.actions import ACTIONS, AUDIT_ACTION, AUDIT_REFUSED, ActionRefused, Actions, allowed
 from qlcore.ui.readmodel import ReadModel
 
 

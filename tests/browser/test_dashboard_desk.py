@@ -198,9 +198,9 @@ def test_websockets_from_another_origin_are_refused(desk) -> None:
 def test_fills_stream_into_the_blotter_while_its_tab_is_open(desk, browser, artifacts) -> None:
     from pathlib import Path
 
+    from qlcore.control.users import UserStore
     from qlcore.store.db import connect
     from qlcore.ui.actions import Actions
-    from qlcore.ui.auth import UserStore
 
     page = login(browser, desk.base, "tina", PASSWORDS["tina"])
     page.locator(".bk-tab", has_text="Fills").click()

@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from qlcore.ui.auth import UserStore
+from qlcore.control.users import UserStore
 
 QLCORE = Path(sys.executable).with_name("qlcore")
 # each attack gets its own users, so one test's lockout, logout or removal leaves the others alone

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from qlcore.control.commands import CommandQueue
+from qlcore.control.users import UserStore
 from qlcore.store.db import connect
 from qlcore.ui.actions import AUDIT_REFUSED, ActionRefused, Actions
-from qlcore.ui.auth import UserStore
 from qlcore.ui.readmodel import ReadModel
 
 

@@ -7,8 +7,8 @@ import hashlib
 import stat
 from pathlib import Path
 
+from qlcore.control.users import UserStore, check_password, needs_rehash
 from qlcore.store.db import connect
-from qlcore.ui.auth import UserStore, check_password, needs_rehash
 
 
 def _mode(path: Path) -> int:

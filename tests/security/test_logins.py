@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from qlcore.ui.auth import UserStore
+from qlcore.control.users import UserStore
 from qlcore.ui.sessions import Logins
 
 SECRET = "a-cookie-secret-for-the-test-only-" * 2

@@ -10,7 +10,7 @@ from bokeh.util.token import get_token_payload
 from desk_doors import Served, audit, qlcore_cli, sent_to_login, wait_for
 from tornado.web import create_signed_value
 
-from qlcore.ui.auth import UserStore, cookie_secret
+from qlcore.control.users import UserStore, cookie_secret
 
 
 def test_a_session_token_carries_no_login_cookie(desk: Served) -> None:

@@ -207,9 +207,9 @@ def test_the_cli_refuses_at_once_naming_the_bound_and_a_halt_still_goes_through(
 
 
 def test_a_dashboard_action_over_a_bound_is_refused_naming_it_and_audited(sqlite_url, tmp_path, monkeypatch):
+    from qlcore.control.users import UserStore
     from qlcore.store.db import connect
     from qlcore.ui.actions import AUDIT_REFUSED, ActionRefused, Actions
-    from qlcore.ui.auth import UserStore
     from qlcore.ui.readmodel import ReadModel
 
     monkeypatch.setenv("QLCORE_COMMAND_MAX_PENDING", "1")

@@ -1,11 +1,21 @@
-"""Desk users: a TOML file of salted scrypt hashes, roles and session epochs, and the server's cookie secret.
+"""Desk users and services: a TOML file of salted scrypt hashes, roles, session epochs and public keys.
 
-The users file (``users.toml`` under the data folder, mode 0600) holds one table per user::
+The users file (``users.toml`` under the data folder, mode 0600) holds one table per user, and one
+per service (the dashboards' server, the scheduler) that signs commands::
 
     [users.alice]
     role = "trader"
     hash = "scrypt$131072$8$1$<salt, base64>$<key, base64>"
     epoch = 3
+    key = "<Ed25519 public key, hex>"   # verifies the commands alice signs
+
+    [services.desk]
+    key = "<hex>"
+    acts_for_users = true               # may sign for the user it authenticated
+
+User names are unique regardless of case (``Alice`` cannot be added beside ``alice``), so one person
+is one identity whatever the spelling. `UsersDirectory` is the engine's view of the file: who may
+sign, with which public key, and each user's role (`qlcore.control.identity.Directory`).
 
 No password is ever stored: `verify` recomputes the key with the stored salt and cost and compares
 in constant time. The cost is OWASP's for scrypt (N=2^17, r=8, p=1); a hash of a lower cost still
@@ -31,7 +41,11 @@ from enum import IntEnum
 from functools import cache
 from pathlib import Path
 
+from qlcore.control.identity import Principal
+from qlcore.store.secrets import write_private
+
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+_PUBLIC_KEY = re.compile(r"^[0-9a-f]{64}$")
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**17, 8, 1  # OWASP's minimum for scrypt: 128 MiB and a fraction of a second
 _SCRYPT_MAX_N = 2**20  # a users file asking for more is refused rather than obeyed
 _SCRYPT_MAXMEM = 2**30  # (a hash asking for more never matches)
@@ -70,6 +84,17 @@ class User:
     role: Role
     hash: str
     epoch: int = 0  # moved on to end every session of the user (logout, new password, lower role)
+    key: str = ""  # Ed25519 public key (hex) that verifies the commands the user signs; "" for none
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A process that signs commands: the dashboards' server (acts for users) or the scheduler (issues job grants)."""
+
+    name: str
+    key: str
+    acts_for_users: bool = False
+    issues_grants: bool = False
 
 
 def hash_password(password: str, *, salt: bytes | None = None) -> str:
@@ -104,17 +129,6 @@ def needs_rehash(stored: str) -> bool:
         return True
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write `text` to `path` readable by its owner only (created 0600, never world-readable in between)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-
-
 def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -129,12 +143,7 @@ class UserStore:
         self.path = Path(path)
 
     def users(self) -> dict[str, User]:
-        if not self.path.exists():
-            return {}
-        try:
-            data = tomllib.loads(self.path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise AuthError(f"{self.path}: not valid TOML: {exc}") from None
+        data = self._data()
         out: dict[str, User] = {}
         for name, entry in (data.get("users") or {}).items():
             if not isinstance(entry, dict) or not isinstance(entry.get("hash"), str):
@@ -142,15 +151,44 @@ class UserStore:
             epoch = entry.get("epoch", 0)
             if not isinstance(epoch, int) or epoch < 0:
                 raise AuthError(f"{self.path}: [users.{name}] epoch must be a whole number >= 0, got {epoch!r}")
-            out[name] = User(name, Role.parse(str(entry.get("role", ""))), entry["hash"], epoch)
+            key = entry.get("key", "")
+            if not isinstance(key, str) or (key and not _PUBLIC_KEY.match(key)):
+                raise AuthError(f"{self.path}: [users.{name}] key must be an Ed25519 public key (64 hex digits)")
+            out[name] = User(name, Role.parse(str(entry.get("role", ""))), entry["hash"], epoch, key)
         return out
 
-    def _save(self, users: dict[str, User]) -> None:
-        lines = ["# Desk users for `qlcore serve`: salted scrypt hashes, never passwords. Edit with `qlcore users`.", ""]
+    def services(self) -> dict[str, Service]:
+        """The services that sign commands (the dashboards' server, the scheduler)."""
+        out: dict[str, Service] = {}
+        for name, entry in (self._data().get("services") or {}).items():
+            key = entry.get("key") if isinstance(entry, dict) else None
+            if not isinstance(key, str) or not _PUBLIC_KEY.match(key):
+                raise AuthError(f"{self.path}: [services.{name}] needs key = an Ed25519 public key (64 hex digits)")
+            out[name] = Service(name, key, entry.get("acts_for_users") is True, entry.get("issues_grants") is True)
+        return out
+
+    def _data(self) -> dict:
+        if not self.path.exists():
+            return {}
+        try:
+            return tomllib.loads(self.path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise AuthError(f"{self.path}: not valid TOML: {exc}") from None
+
+    def _save(self, users: dict[str, User], services: dict[str, Service] | None = None) -> None:
+        services = self.services() if services is None else services
+        lines = ["# Desk users and services: salted scrypt hashes (never passwords) and public keys. "
+                 "Edit with `qlcore users`.", ""]
         for user in sorted(users.values(), key=lambda u: u.name):
             lines += [f"[users.{_toml_str(user.name)}]", f"role = {_toml_str(user.role.label)}",
-                      f"hash = {_toml_str(user.hash)}", f"epoch = {user.epoch}", ""]
-        _write_private(self.path, "\n".join(lines))
+                      f"hash = {_toml_str(user.hash)}", f"epoch = {user.epoch}"]
+            lines += [f"key = {_toml_str(user.key)}"] if user.key else []
+            lines.append("")
+        for svc in sorted(services.values(), key=lambda v: v.name):
+            lines += [f"[services.{_toml_str(svc.name)}]", f"key = {_toml_str(svc.key)}",
+                      f"acts_for_users = {str(svc.acts_for_users).lower()}",
+                      f"issues_grants = {str(svc.issues_grants).lower()}", ""]
+        write_private(self.path, "\n".join(lines))
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -182,8 +220,10 @@ class UserStore:
         user = User(_check_name(name), role if isinstance(role, Role) else Role.parse(role), hash_password(_check_password(password)))
         with self._locked():
             users = self.users()
-            if name in users:
-                raise AuthError(f"user: {name!r} already exists (use `qlcore users passwd`)")
+            same = [u for u in users if u.casefold() == name.casefold()]
+            if same:
+                raise AuthError(f"user: {same[0]!r} already exists (names are unique regardless of case; "
+                                "use `qlcore users passwd`)")
             users[name] = user
             self._save(users)
         return user
@@ -204,6 +244,23 @@ class UserStore:
 
     def remove(self, name: str) -> None:
         self._change(name, lambda u: None)
+
+    def set_key(self, name: str, public_hex: str) -> None:
+        """The public key that verifies the user's signed commands (a new one replaces the old)."""
+        _check_key(public_hex)
+        self._change(name, lambda u: replace(u, key=public_hex))
+
+    def set_service(self, name: str, public_hex: str, *, acts_for_users: bool = False,
+                    issues_grants: bool = False) -> Service:
+        """Add or replace a signing service (its name must not be a user's)."""
+        _check_name(name)
+        service = Service(name, _check_key(public_hex), acts_for_users, issues_grants)
+        with self._locked():
+            users = self.users()
+            if any(u.casefold() == name.casefold() for u in users):
+                raise AuthError(f"service: {name!r} is a user's name")
+            self._save(users, {**self.services(), name: service})
+        return service
 
     def verify(self, name: str, password: str) -> User | None:
         """The user if `password` is theirs, else None (unknown users cost the same time as known ones).
@@ -239,21 +296,38 @@ def _check_name(name: str) -> str:
     return name
 
 
+def _check_key(public_hex: str) -> str:
+    if not isinstance(public_hex, str) or not _PUBLIC_KEY.match(public_hex):
+        raise AuthError("key: must be an Ed25519 public key (64 lowercase hex digits)")
+    return public_hex
+
+
 def _check_password(password: str) -> str:
     if not isinstance(password, str) or len(password) < MIN_PASSWORD:
         raise AuthError(f"password: must be at least {MIN_PASSWORD} characters")
     return password
 
 
+def user_key_file(users_file: Path, name: str) -> Path:
+    """Where user `name`'s private signing key is kept beside the users file (0600)."""
+    return Path(users_file).parent / "keys" / f"{name}.key"
+
+
 def ensure_admin(store: UserStore) -> str | None:
     """On first run (no users at all) add ``admin`` with a generated password; return it, else None.
 
-    The password is also written to ``initial-admin-password`` (0600) beside the users file."""
+    The password is also written to ``initial-admin-password`` (0600) beside the users file, and the
+    admin's signing key to ``keys/admin.key``."""
     if store.users():
         return None
+    from qlcore.control.identity import SigningKey
+
     password = secrets.token_urlsafe(15)
     store.add("admin", Role.ADMIN, password)
-    _write_private(store.path.parent / ADMIN_PASSWORD_FILE, password + "\n")
+    write_private(store.path.parent / ADMIN_PASSWORD_FILE, password + "\n")
+    key = SigningKey.generate("admin")  # the admin's signing key, beside the users file (qlcore.control.keys)
+    store.set_key("admin", key.public_hex)
+    key.save(user_key_file(store.path, "admin"))
     return password
 
 
@@ -265,5 +339,41 @@ def cookie_secret(data_dir: Path) -> str:
         if len(secret) >= 32:
             return secret
     secret = secrets.token_urlsafe(48)
-    _write_private(path, secret + "\n")
+    write_private(path, secret + "\n")
     return secret
+
+
+class UsersDirectory:
+    """The engine's view of the users file: who may sign commands, with which key, and each user's role.
+
+    The file is parsed again only when it changes (its size, time or inode), so a removed user or a
+    lower role counts from the next command on, at the cost of one `stat` per look-up."""
+
+    def __init__(self, path: Path) -> None:
+        self.store = UserStore(path)
+        self._seen: tuple[int, int, int] | None = None
+        self._principals: dict[str, Principal] = {}
+        self._roles: dict[str, str] = {}
+
+    def _refresh(self) -> None:
+        try:
+            st = self.store.path.stat()
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            stamp = (0, 0, 0)
+        if stamp == self._seen:
+            return
+        users, services = self.store.users(), self.store.services()
+        principals = {u.name: Principal(u.name, u.key, u.role.label) for u in users.values() if u.key}
+        for svc in services.values():
+            principals[svc.name] = Principal(svc.name, svc.key, "viewer", svc.acts_for_users, svc.issues_grants)
+        self._principals, self._roles = principals, {u.name: u.role.label for u in users.values()}
+        self._seen = stamp
+
+    def principal(self, name: str) -> Principal | None:
+        self._refresh()
+        return self._principals.get(name)
+
+    def role_of(self, user: str) -> str | None:
+        self._refresh()
+        return self._roles.get(user)
