@@ -15,6 +15,9 @@ publishes it with `in_force` for the monitor page.
 from __future__ import annotations
 
 import getpass
+import json
+import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -85,6 +88,51 @@ class LimitsSource:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": None if self.path is None else str(self.path), "text": self.describe()}
+
+
+def default_limits_mapping() -> dict[str, Any]:
+    """The default limits file as its TOML mapping (to build settings that add to it)."""
+    return tomllib.loads(DEFAULT_LIMITS_FILE.read_text())
+
+
+def limits_toml(mapping: Mapping[str, Any]) -> str:
+    """A limits mapping (tables of strings, numbers, booleans, lists and inline tables) as TOML text:
+    `RiskSettings.from_file` of it gives `RiskSettings.from_mapping(mapping)`."""
+    lines: list[str] = []
+
+    def table(prefix: str, body: Mapping[str, Any]) -> None:
+        scalars = {k: v for k, v in body.items() if not _is_table(v)}
+        if scalars or not prefix:
+            if prefix:
+                lines.append(f"[{prefix}]")
+            lines.extend(f"{_key(k)} = {_value(v)}" for k, v in scalars.items())
+        for k, v in body.items():
+            if _is_table(v):
+                table(f"{prefix}.{_key(k)}" if prefix else _key(k), v)
+
+    table("", mapping)
+    return "\n".join(lines) + "\n"
+
+
+def _is_table(value: Any) -> bool:
+    # a table of limits becomes a [section]; a monitor's { limit, action } stays inline
+    return isinstance(value, Mapping) and not set(value) <= {"limit", "action"}
+
+
+def _key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a TOML basic string: Decimals and floats as exact text
 
 
 def engine_limits(
