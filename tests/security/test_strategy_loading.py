@@ -13,7 +13,13 @@ import pytest
 
 from qlcore.control.commands import CommandQueue
 from qlcore.engine.service import EngineConfig, EngineService
-from qlcore.strategies import Strategy, StrategyNotAllowedError, StrategyPlaces, UnknownStrategyError, strategy_class
+from qlcore.strategies import (
+    Strategy,
+    StrategyNotAllowedError,
+    StrategyPlaces,
+    UnknownStrategyError,
+    strategy_class,
+)
 from qlcore.strategies.registry import ENTRY_POINT_GROUP
 
 STRATEGY_CODE = '''
@@ -176,7 +182,7 @@ def test_the_configuration_is_read_from_the_environment(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("ref", ["../../tmp/x:Y", "os:system; rm -rf", ":Cls", "os:", "a..b:C"])
 def test_malformed_references_are_refused_before_any_lookup(ref, tmp_path):
-    with pytest.raises(UnknownStrategyError, match="expected 'package.module:ClassName'"):
+    with pytest.raises(UnknownStrategyError, match=r"expected 'package\.module:ClassName'"):
         strategy_class(ref, _places(tmp_path))
 
 

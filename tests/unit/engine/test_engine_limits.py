@@ -132,7 +132,7 @@ def test_opting_out_is_refused_without_an_admins_reason(sqlite_url, tmp_path):
         with pytest.raises(LimitsOptOutRefused, match="--no-limits needs --admin-approval REASON"):
             EngineService(_config(sqlite_url, tmp_path, no_limits=True, admin_approval=approval))
     assert not (tmp_path / "venue.sqlite").exists()  # refused before anything was opened
-    with pytest.raises(ValueError, match="--no-limits and --limits .* together: choose one"):
+    with pytest.raises(ValueError, match=r"--no-limits and --limits .* together: choose one"):
         EngineService(_config(sqlite_url, tmp_path, no_limits=True, admin_approval="x", risk_config=DEFAULT_LIMITS_FILE))
     with pytest.raises(ValueError, match="--admin-approval goes with --no-limits only"):
         EngineService(_config(sqlite_url, tmp_path, admin_approval="x"))
