@@ -54,11 +54,9 @@ def on_sys_path(tmp_path: Path):
     folder = tmp_path / "site"
     folder.mkdir()
     sys.path.insert(0, str(folder))
-    before = set(sys.modules)
     yield folder
     sys.path.remove(str(folder))
-    for name in set(sys.modules) - before:
-        del sys.modules[name]
+    _forget_modules_in(folder)
 
 
 @pytest.fixture
@@ -66,10 +64,16 @@ def strategies_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "strategies"
     folder.mkdir()
     monkeypatch.setenv("QLCORE_STRATEGIES_DIR", str(folder))
-    before = set(sys.modules)
     yield folder
-    for name in set(sys.modules) - before:
-        del sys.modules[name]
+    _forget_modules_in(folder)
+
+
+def _forget_modules_in(folder: Path) -> None:
+    """Unload the modules the test loaded from `folder` (only those: the rest stay imported)."""
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if path and Path(path).is_relative_to(folder):
+            del sys.modules[name]
 
 
 def _places(folder: Path, *modules: str) -> StrategyPlaces:
