@@ -44,6 +44,9 @@ from qlcore.model.market import Bar
 from qlcore.store.db import dispose_all
 
 SYMBOLS = ("AAPL", "MSFT", "IBM", "GOOG")
+# raw speed: the orders of one turn share one market instant, which the default limits' order rates
+# would deny; the engines run without limits (paper only, with a stated approval, audited in their store)
+NO_LIMITS = {"no_limits": True, "admin_approval": "raw speed benchmark: its order bursts would trip the default rate limits"}
 
 
 def _engine(folder: Path, name: str, symbols: tuple[str, ...], **kw: object) -> EngineService:
@@ -56,6 +59,7 @@ def _engine(folder: Path, name: str, symbols: tuple[str, ...], **kw: object) -> 
         fill_on_arrival=True,  # the order path measured ends with its fill, in the same turn
         feed_stale_s=1e9,  # the feed is silent on purpose: the watch must not reduce the account
         feed_reduce_s=1e9,
+        **NO_LIMITS,  # type: ignore[arg-type]
         **kw,  # type: ignore[arg-type]
     )
     engine = EngineService(config, feed=_Silent())
@@ -168,6 +172,7 @@ def _many(folder: Path, name: str, speed: float, steps: int | None) -> EngineSer
     config = EngineConfig(
         engine_id=name, url=f"sqlite:///{folder / (name + '.db')}", venue_path=folder / f"{name}-venue.sqlite",
         feed="synthetic", symbols=symbols, speed=speed, initial_cash=Decimal(100_000_000), max_steps=steps,
+        **NO_LIMITS,  # type: ignore[arg-type]
     )
     engine = EngineService(config, feed=feed)
     engine.start()

@@ -46,8 +46,11 @@ HALT_TARGET_MS = 1000.0
 
 def engine_main(url: str, venue: str, ready: multiprocessing.synchronize.Event) -> None:
     """The engine process: start, say so, run until SIGTERM."""
+    # the flood is the load under which the halt is timed: the default limits' order rates would deny most
+    # of it, so the engine runs without limits (paper only, with a stated approval, audited in its store)
     service = EngineService(EngineConfig(engine_id=TARGET, url=url, venue_path=Path(venue), symbols=("AAPL", "MSFT"),
-                                         speed=20.0))
+                                         speed=20.0, no_limits=True,
+                                         admin_approval="halt-flood benchmark: the flood must reach the engine"))
     service.install_signal_handlers()
     service.start()
     ready.set()

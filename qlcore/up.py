@@ -49,6 +49,14 @@ def services(port: int, speed: float) -> list[Service]:
     ]
 
 
+def _limits_line() -> str:
+    """The engine's limits: `qlcore engine` is started without --limits, so the default file's."""
+    from qlcore.risk.defaults import engine_limits, summary
+
+    settings, source = engine_limits(None)
+    return f"{source.describe()} ({summary(settings)})"
+
+
 def run_up(*, port: int = 5006, speed: float = 5.0, demo_backtests: bool = True, echo: Callable[[str], None] = print) -> int:
     if demo_backtests:
         from qlcore.demo import run_demo
@@ -74,6 +82,7 @@ def run_up(*, port: int = 5006, speed: float = 5.0, demo_backtests: bool = True,
     echo("")
     echo("Quantum Leap is up:")
     echo("  engine     qlcore status | qlcore positions | qlcore strategy list | qlcore order list")
+    echo(f"  limits     {_limits_line()}")
     echo(f"  dashboard  http://localhost:{port}/monitor  (control, research, audit beside it; login above)")
     echo("  jobs       qlcore jobs list --schedules-dir data/demo/schedules | qlcore jobs history | qlcore jobs alerts")
     echo("  stop       Ctrl-C")

@@ -12,6 +12,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
+# Test modules that define strategies and deploy them as "module:Class". They are registered the way a
+# desk registers its own strategy modules (QLCORE_STRATEGY_MODULES, read when an engine starts; see
+# qlcore/strategies/registry.py), not by a way around the registry's check.
+TEST_STRATEGY_MODULES = (
+    "test_engine_risk_parity", "test_no_lookahead", "test_operator_actions", "test_risk_chain", "test_risk_monitors",
+    "test_risk_runaway", "test_strategies_manager", "test_strategy_faults",
+)
+os.environ["QLCORE_STRATEGY_MODULES"] = ",".join(
+    m for m in (*os.environ.get("QLCORE_STRATEGY_MODULES", "").split(","), *TEST_STRATEGY_MODULES) if m.strip()
+)
+
 # CI explores new examples on every run, as a new user's machine does: a property must hold for any
 # seed, and a derandomized CI would only ever try the same few. A failure prints its reproduction
 # blob (and the seed), so it can be replayed with @reproduce_failure or --hypothesis-seed.

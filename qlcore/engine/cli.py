@@ -120,7 +120,18 @@ def engine_cmd(
     speed: Annotated[float, typer.Option(help="feed steps per second (replay: trading days per second)")] = 20.0,
     start: Annotated[str | None, typer.Option(help="first date of the replayed data")] = None,
     cash: Annotated[str, typer.Option(help="initial cash of a new account")] = "1000000",
-    risk_config: Annotated[Path | None, typer.Option(help="risk limits TOML")] = None,
+    risk_config: Annotated[
+        Path | None,
+        typer.Option("--limits", "--risk-config",
+                     help="risk limits TOML (default: the default limits file, qlcore/risk/default_limits.toml)"),
+    ] = None,
+    no_limits: Annotated[
+        bool, typer.Option("--no-limits", help="run with no limits at all: a paper engine only, with --admin-approval")
+    ] = False,
+    admin_approval: Annotated[
+        str | None,
+        typer.Option("--admin-approval", help="the admin's reason for --no-limits (recorded in the audit log)"),
+    ] = None,
     latency_ms: Annotated[float, typer.Option(help="venue latency in ms (market time)")] = 0.0,
     participation: Annotated[float, typer.Option(help="share of bar volume an order may fill")] = 1.0,
     fee_bps: Annotated[str, typer.Option(help="fee in basis points of notional")] = "0",
@@ -170,6 +181,8 @@ def engine_cmd(
             start=start,
             initial_cash=Decimal(cash),
             risk_config=risk_config,
+            no_limits=no_limits,
+            admin_approval=admin_approval,
             latency_ms=latency_ms,
             participation=participation,
             fee_bps=Decimal(fee_bps),
@@ -199,6 +212,7 @@ def engine_cmd(
         bold=True,
     )
     typer.echo(f"  {rec.summary()}")
+    typer.echo(f"  limits:    {service.limits_source.describe()}")
     typer.echo("  watch it:  qlcore status   qlcore positions   qlcore strategy list   qlcore order list")
     typer.echo("  stop it:   Ctrl-C")
     service.run()

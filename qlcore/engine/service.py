@@ -84,7 +84,8 @@ from qlcore.execution.policy import ExecutionConfig
 from qlcore.model.instruments import Instrument
 from qlcore.model.market import Bar
 from qlcore.model.money import to_decimal
-from qlcore.risk.chain import RiskChain, RiskSettings
+from qlcore.risk.chain import RiskChain
+from qlcore.risk.defaults import engine_limits, in_force
 from qlcore.risk.killswitch import halt, resume_trading
 from qlcore.risk.modes import ACCOUNT, TradingMode
 from qlcore.risk.monitors import RiskMonitors
@@ -125,7 +126,9 @@ class EngineConfig:
     seed: int = 0  # synthetic feed
     initial_cash: Decimal = Decimal(1_000_000)
     default_capital: Decimal = Decimal(100_000)
-    risk_config: Path | None = None
+    risk_config: Path | None = None  # None: the default limits file (qlcore.risk.defaults)
+    no_limits: bool = False  # no limits at all: paper only, with admin_approval (check_limits_opt_out)
+    admin_approval: str | None = None  # the admin's reason for no_limits, recorded in the audit log
     latency_ms: float = 0.0
     participation: float = 1.0
     fee_bps: Decimal = Decimal(0)
@@ -200,6 +203,10 @@ class EngineService:
         wall_clock: FeedClock | None = None,
     ) -> None:
         self.config = config
+        # the limits first, before any file is opened: an engine never runs without them by accident
+        settings, self.limits_source = engine_limits(config.risk_config, no_limits=config.no_limits,
+                                                     approval=config.admin_approval, mode="paper")
+        self.limits_in_force = in_force(settings)
         self.wall: FeedClock = wall_clock or WallFeedClock()  # paces the feed and times its silence
         self.url = config.resolved_url
         self.db = connect(self.url)
@@ -231,8 +238,7 @@ class EngineService:
         self.client = ExecutionClient(
             self.venue, clock=self.clock, record=self._emit_fact, config=ExecutionConfig(), sleep=time.sleep
         )
-        # the pre-trade chain, built once from the risk file: lifecycle -> trading modes -> runaway -> rules
-        settings = RiskSettings.from_file(config.risk_config)
+        # the pre-trade chain, built once from the limits: lifecycle -> trading modes -> runaway -> rules
         self.chain = RiskChain(settings)
         self.kernel = Kernel(
             clock=self.clock,
@@ -337,6 +343,7 @@ class EngineService:
         self.risk.event_listeners.append(self.writer.append)
         self.audit.attach(self.kernel)
         self.audit.watch(self.risk)
+        self._audit_limits_off()
         for failure in rebuilt.failed:  # a strategy whose on_start raised as it was re-deployed: FAILED in the log
             self.writer.append(failure)
             self.kernel.bus.publish(failure)  # to the audit trail
@@ -372,6 +379,16 @@ class EngineService:
             assert database is not None
             self.checkpointer = Checkpointer([database, self.venue.path]).start()
         self._beat(force=True)
+
+    def _audit_limits_off(self) -> None:
+        """An engine started without limits says so in the audit log (who, why) and in its alerts."""
+        opt_out = self.limits_source.opt_out
+        if opt_out is None:
+            return
+        self.audit.log.record(f"os:{opt_out.user}", "engine.limits_off", "account",
+                              {"engine_id": self.config.engine_id, "mode": opt_out.mode, "reason": opt_out.reason},
+                              ts=self.clock.now)
+        self.alert("warning", "risk", f"running without limits: {self.limits_source.describe()}")
 
     def _warm_up(self) -> int:
         """After a restart, hand the running strategies the bars before the resume point that their

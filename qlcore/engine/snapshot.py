@@ -152,7 +152,8 @@ def build_snapshot(engine: EngineService) -> dict[str, Any]:
         "positions_by_instrument": by_instrument,
         "orders": order_rows,
         "fills": fills,
-        "risk": {"limits": engine.limit_utilisation(), "denials": dict(engine.risk.denials)},
+        "risk": {"limits": engine.limit_utilisation(), "denials": dict(engine.risk.denials),
+                 "source": engine.limits_source.to_dict(), "in_force": engine.limits_in_force},
         "alerts": list(reversed(engine.alerts)),
         "feed": {
             "source": engine.config.feed,

@@ -64,10 +64,12 @@ class PaperRun:
 
 
 def paper_run(strategy: str, params: Mapping[str, Any], frames: Mapping[str, pd.DataFrame], config: BacktestConfig,
-              folder: Path, *, engine_id: str = PAPER_ENGINE_ID, strategy_id: str | None = None) -> PaperRun:
+              folder: Path, *, engine_id: str = PAPER_ENGINE_ID, strategy_id: str | None = None,
+              limits: Mapping[str, Any] | None = None) -> PaperRun:
     """The paper engine (`EngineService`, the process `qlcore engine` runs) on a replay of `frames` with
     every step due at once, to the end of the data, with `config`'s cash, fees and slippage and the
-    backtest's fill convention; its store and venue ledger in `folder`."""
+    backtest's fill convention; its store, venue ledger and limits file (`limits`, a TOML-shaped
+    mapping; default: the default limits file) in `folder`."""
     from qlcore.engine.service import EngineConfig, EngineService
     from qlcore.engine.snapshot import marked_equity
     from qlcore.events.facts import DataQuarantined
@@ -75,11 +77,17 @@ def paper_run(strategy: str, params: Mapping[str, Any], frames: Mapping[str, pd.
     if not frames:
         raise ValueError("a paper run needs at least one bar frame")
     folder.mkdir(parents=True, exist_ok=True)
+    limits_file = None
+    if limits is not None:
+        from qlcore.risk.defaults import limits_toml
+
+        limits_file = folder / "limits.toml"
+        limits_file.write_text(limits_toml(limits))
     engine_config = EngineConfig(
         engine_id=engine_id, url=f"sqlite:///{folder / 'paper.db'}", venue_path=folder / "paper-venue.sqlite",
         symbols=tuple(frames), initial_cash=config.initial_cash, default_capital=config.initial_cash,
         fee_bps=config.fee_bps, min_fee=config.min_fee, slippage_bps=config.slippage_bps, fill_on_arrival=False,
-        exit_when_done=True, poll_interval_s=0.0, heartbeat_s=3600.0, derived_state_s=1e9,
+        exit_when_done=True, poll_interval_s=0.0, heartbeat_s=3600.0, derived_state_s=1e9, risk_config=limits_file,
     )
     service = EngineService(engine_config, feed=ReplayFeed(dict(frames), step_seconds=None))
     fills: list[OrderFilled] = []

@@ -27,6 +27,7 @@ from qlcore.model.market import Bar
 from qlcore.research.inputs import DataLike, as_frames
 from qlcore.research.paper import no_fsync, paper_run
 from qlcore.risk.chain import RiskSettings
+from qlcore.risk.defaults import default_limits_mapping
 from qlcore.strategies import create_strategy, strategy_class
 
 CENT = Decimal("0.01")
@@ -153,17 +154,22 @@ def paper_parity(
     cls = strategy_class(strategy)
     checked = create_strategy(strategy, params)  # converts and checks the parameters, before any work
     frames = as_frames(data)
+    # both sides get the same pre-trade limits: the default limits file's, without its monitors (the
+    # backtest has none: a monitor halting the paper account would be a difference of setup, not of
+    # fills); the paper engine deploys the strategy with the account's cash as its capital, which the
+    # risk chain enforces, so the backtest's chain gets that capital too
+    limits = default_limits_mapping()
+    limits.pop("monitors", None)
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="qlcore-paper-parity-") as tmp, no_fsync():
             paper = paper_run(strategy, params, frames, config, Path(tmp), engine_id="paper-parity",
-                              strategy_id=STRATEGY_ID)
+                              strategy_id=STRATEGY_ID, limits=limits)
     else:
         paper = paper_run(strategy, params, frames, config, Path(workdir), engine_id="paper-parity",
-                          strategy_id=STRATEGY_ID)
+                          strategy_id=STRATEGY_ID, limits=limits)
     passed = _passed_frames(frames, paper.bars)
-    # the paper engine deploys the strategy with the account's cash as its capital, which the risk chain
-    # enforces: the backtest's chain gets the same capital, so that both deny the same orders
-    settings = RiskSettings.from_mapping({"strategy": {STRATEGY_ID: {"capital": str(config.initial_cash)}}})
+    limits.setdefault("strategy", {})[STRATEGY_ID] = {"capital": str(config.initial_cash)}
+    settings = RiskSettings.from_mapping(limits)
     backtest = BacktestEngine(config, run_id="paper-parity", risk=settings).add_strategy(
         create_strategy(strategy, params, strategy_id=STRATEGY_ID), list(frames)
     ).run(passed)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from qlcore.model.market import Bar
 from qlcore.model.orders import Order
 from qlcore.model.state import TradingState
-from qlcore.risk.config import RiskConfig
+from qlcore.risk.config import RiskConfig, RiskConfigError
 from qlcore.risk.engine import RiskEngine
 from qlcore.risk.hook import RiskHook
 from qlcore.risk.modes import UNWIND_TAGS, ModeConfig, ModeGate, TradingModes
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from qlcore.engine.kernel import Kernel
 
 _RUNNING = "RUNNING"
+SECTIONS = ("account", "strategy", "instrument", "modes", "monitors", "runaway")  # of a risk TOML file
 
 
 def _default_modes() -> ModeConfig:
@@ -67,6 +68,9 @@ class RiskSettings:
         """Without ``[modes]``, the operator running the engine and the user "admin" are authorised;
         without ``buying_power`` or ``leverage`` in ``[account]``, the account is a cash account."""
         body = dict(values)
+        unknown = sorted(set(body) - set(SECTIONS))
+        if unknown:
+            raise RiskConfigError(f"risk config: unknown section(s) {unknown}; valid sections: {', '.join(SECTIONS)}")
         modes = body.pop("modes", None)
         monitors = body.pop("monitors", {})
         runaway = body.pop("runaway", {})
@@ -82,8 +86,22 @@ class RiskSettings:
 
     @classmethod
     def from_file(cls, path: Path | None) -> RiskSettings:
-        """Read a risk TOML file (None: the defaults)."""
-        return cls.from_mapping(tomllib.loads(path.read_text()) if path is not None else {})
+        """Read a risk TOML file (None: a cash account, nothing else). A file that cannot be read,
+        is not TOML, or has a bad section, key or value raises `RiskConfigError` naming the file."""
+        if path is None:
+            return cls.from_mapping({})
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise RiskConfigError(f"limits file {path}: cannot be read: {exc.strerror or exc}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise RiskConfigError(f"limits file {path}: not valid TOML: {exc}") from None
+        try:
+            return cls.from_mapping(data)
+        except ValueError as exc:  # the loaders' errors name the section, the key and the reason
+            raise RiskConfigError(f"limits file {path}: {exc}") from None
 
 
 class Lifecycle:

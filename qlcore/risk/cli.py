@@ -17,22 +17,30 @@ def _group() -> None:
 
 @risk_app.command("limits")
 def limits(
-    config: Annotated[Path, typer.Argument(help="a TOML limits file ([account], [strategy.ID], [instrument.SYM], ...)")],
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="a TOML limits file ([account], [strategy.ID], [instrument.SYM], [runaway], [monitors], "
+                            "[modes]); default: the default limits file"),
+    ] = None,
     strategy: Annotated[str | None, typer.Option(help="show the limits in force for this strategy...")] = None,
     symbol: Annotated[str | None, typer.Option(help="...in this instrument")] = None,
 ) -> None:
-    """Validate a limits file (keys, levels, values, calendars); exit 2 naming the first problem."""
+    """Validate a limits file as the engine reads it (keys, levels, values, calendars); exit 2 naming the
+    first problem. Without a file: the default limits file, which `qlcore engine` runs with when given none."""
     from qlcore.risk.calendar import CalendarError
-    from qlcore.risk.config import FIELDS, RiskConfig, RiskConfigError
+    from qlcore.risk.chain import RiskSettings
+    from qlcore.risk.config import FIELDS, RiskConfigError
+    from qlcore.risk.defaults import DEFAULT_LIMITS_FILE
     from qlcore.risk.engine import RiskEngine
 
+    config = config or DEFAULT_LIMITS_FILE
     if not config.is_file():
         typer.secho(f"error: limits file not found: {config}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
     try:
-        engine = RiskEngine(RiskConfig.from_toml(config))
+        engine = RiskEngine(RiskSettings.from_file(config).limits)  # the engine's own loader
     except (RiskConfigError, CalendarError) as exc:
-        typer.secho(f"error: {config}: {exc}", fg=typer.colors.RED, err=True)
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     cfg = engine.config
     typer.echo(

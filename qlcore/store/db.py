@@ -13,14 +13,19 @@ from qlcore.store.tables import metadata
 _ROOT = Path(__file__).resolve().parents[2]
 
 
+def project_root() -> Path:
+    """The checkout's root when running from a clone, else the working directory."""
+    if (_ROOT / "pyproject.toml").is_file() and (_ROOT / "qlcore").is_dir():
+        return _ROOT
+    return Path.cwd()
+
+
 def project_data_dir() -> Path:
     """`QLCORE_DATA_DIR`, else the checkout's `data/` (when running from a clone), else `./data`."""
     env = os.environ.get("QLCORE_DATA_DIR")
     if env:
         return Path(env).expanduser().resolve()
-    if (_ROOT / "pyproject.toml").is_file() and (_ROOT / "qlcore").is_dir():
-        return _ROOT / "data"
-    return Path.cwd() / "data"
+    return project_root() / "data"
 
 
 def default_url() -> str:

@@ -3,6 +3,8 @@
 from qlcore.strategies.base import InvalidParameterError, Param, Strategy, UnknownParameterError
 from qlcore.strategies.registry import (
     BUILTINS,
+    StrategyNotAllowedError,
+    StrategyPlaces,
     UnknownStrategyError,
     create_strategy,
     strategy_class,
@@ -13,6 +15,8 @@ __all__ = [
     "InvalidParameterError",
     "Param",
     "Strategy",
+    "StrategyNotAllowedError",
+    "StrategyPlaces",
     "UnknownParameterError",
     "UnknownStrategyError",
     "create_strategy",

@@ -48,7 +48,7 @@ from qlcore.model.money import ZERO, canonical, to_decimal
 from qlcore.risk.chain import RiskChain
 from qlcore.strategies.base import Strategy
 from qlcore.strategies.faults import Fault, FaultPolicy
-from qlcore.strategies.registry import create_strategy
+from qlcore.strategies.registry import StrategyPlaces, create_strategy
 
 __all__ = [
     "LIMIT_KEYS",
@@ -247,7 +247,7 @@ class StrategyManager:
 
     def __init__(
         self, kernel: Kernel, *, periods_per_year: float = 252.0, faults: FaultPolicy | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = time.monotonic, places: StrategyPlaces | None = None,
     ) -> None:
         if not periods_per_year > 0:
             raise ValueError(f"periods_per_year must be positive, got {periods_per_year!r}")
@@ -255,6 +255,8 @@ class StrategyManager:
         self.periods_per_year = float(periods_per_year)
         self.faults = faults or FaultPolicy()
         self._monotonic = monotonic
+        # where `module:Class` strategies may load from, as configured when the manager (the engine) starts
+        self.places = places or StrategyPlaces.from_env()
         self._restoring = False
         self.event_listeners: list[Callable[[Event], object]] = []
         self.events: list[Event] = []
@@ -292,7 +294,7 @@ class StrategyManager:
         ones), and ValueError for a taken id, unknown symbols, a non-positive allocation or an
         unknown or non-positive limit.
         """
-        instance = create_strategy(strategy, params, strategy_id=strategy_id)
+        instance = create_strategy(strategy, params, strategy_id=strategy_id, places=self.places)
         sid = instance.strategy_id
         if sid == "account":
             raise ValueError("'account' is the scope of the whole account: choose another strategy id")

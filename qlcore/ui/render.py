@@ -96,11 +96,17 @@ def orders_html(view: EngineView | None) -> str:
 
 
 def risk_html(view: EngineView | None) -> str:
-    """Each limit with its value and a utilisation bar (amber from 75 %, red from 90 %)."""
+    """Where the limits in force came from, the monitors' readings with a utilisation bar (amber from
+    75 %, red from 90 %), and the account-level limits in force."""
     risk = _snap(view, "risk") or {}
+    source = risk.get("source") or {}
+    if source.get("kind") == "off":
+        head = f"<div id='risk-source' class='ql-alert-critical'><b>{esc(source.get('text'))}</b></div>"
+    elif source:
+        head = f"<div id='risk-source'>limits in force: {esc(source.get('text'))}</div>"
+    else:
+        head = "<div id='risk-source'><i>the engine did not say where its limits came from</i></div>"
     limits = risk.get("limits") or []
-    if not limits:
-        return "<i id='risk'>no limits reported</i>"
     rows = []
     for lim in limits:
         u = dec(lim.get("utilisation"))
@@ -109,8 +115,11 @@ def risk_html(view: EngineView | None) -> str:
         bar = f"<div class='ql-bar'><div style='width:{share * 100:.0f}%;background:{colour}'></div></div>"
         rows.append([esc(lim.get("name")), esc(lim.get("scope")), money(lim.get("value")), money(lim.get("limit")),
                      bar, pct(lim.get("utilisation"), 0)])
-    return html_table(["limit", "scope", "value", "limit", "use", "%"], rows, table_id="risk",
-                      numeric=frozenset({"value", "%"}))
+    used = (html_table(["limit", "scope", "value", "limit", "use", "%"], rows, table_id="risk",
+                       numeric=frozenset({"value", "%"})) if rows else "<i id='risk'>no monitor readings yet</i>")
+    in_force = [[esc(r.get("name")), esc(r.get("limit")), esc(r.get("meaning"))] for r in risk.get("in_force") or []]
+    table = html_table(["limit", "value", "bounds"], in_force, table_id="risk-in-force", max_height=240) if in_force else ""
+    return head + used + table
 
 
 def alerts_html(view: EngineView | None) -> str:

@@ -9,6 +9,7 @@ import pytest
 from dashboard_support import PASSWORDS, http_login, login
 from playwright.sync_api import expect
 
+from qlcore.risk.defaults import DEFAULT_LIMITS_FILE
 from qlcore.ui.readmodel import ReadModel
 
 WAIT = 15_000  # ms: every update should arrive within about a second; this only bounds a failure
@@ -36,6 +37,11 @@ def test_trader_logs_in_and_sees_positions_and_pnl(desk, browser, artifacts) -> 
     equity = page.locator("#account .value").first
     expect(equity).to_have_text(re.compile(r"^\d{1,3}(,\d{3})+\.\d{2}$"), timeout=WAIT)  # 1,000,123.45
     expect(page.locator("#health")).to_contain_text("connected", timeout=WAIT)
+    # the engine was started without --limits: the monitor names the default file and its values
+    expect(page.locator("#risk-source")).to_have_text(f"limits in force: default limits file {DEFAULT_LIMITS_FILE}",
+                                                      timeout=WAIT)
+    expect(page.locator("#risk-in-force tr", has_text="max_order_quantity")).to_contain_text("10000", timeout=WAIT)
+    expect(page.locator("#risk-in-force tr", has_text="runaway max_orders")).to_contain_text("50 per 1 s", timeout=WAIT)
     page.wait_for_timeout(1500)
     page.screenshot(path=str(artifacts / "monitor.png"), full_page=True)
     assert page.external_requests == []  # everything is served by the dashboard server (no CDN)

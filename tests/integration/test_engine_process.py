@@ -64,6 +64,13 @@ def test_engine_process_takes_cli_commands_and_reports_fills_and_positions(tmp_p
 
         bad = _cli(env, "strategy", "deploy", "no_such", "--id", "x", check=False)
         assert bad.returncode == 1 and "refused: unknown strategy 'no_such'" in bad.stderr
+        # started without --limits: the default limits are in force, and a module outside the places
+        # strategies load from is refused before it is imported
+        too_big = _cli(env, "order", "submit", "--strategy", "desk", "--symbol", "MSFT", "--side", "BUY", "--qty", "10001",
+                       check=False)
+        assert too_big.returncode == 1 and "max_order_quantity: limit 10000" in too_big.stderr
+        outside = _cli(env, "strategy", "deploy", "os:system", "--id", "y", check=False)
+        assert outside.returncode == 1 and "refused: strategy 'os:system' refused: module 'os' is not in a place" in outside.stderr
         bad_cancel = _cli(env, "order", "cancel", "engine-424242", check=False)
         assert bad_cancel.returncode == 1 and "unknown order id" in bad_cancel.stderr
         malformed = _cli(env, "order", "submit", "--strategy", "desk", "--symbol", "MSFT", "--side", "HOLD", "--qty", "1", check=False)
@@ -90,6 +97,7 @@ def test_engine_process_takes_cli_commands_and_reports_fills_and_positions(tmp_p
         log.close()
     assert code == 0, (tmp_path / "engine.log").read_text()[-2000:]
     assert "stopped (signal SIGINT)" in (tmp_path / "engine.log").read_text()
+    assert "  limits:    default limits file " in (tmp_path / "engine.log").read_text()
     assert _status(env)["state"] == "stopped"
     late = _cli(env, "order", "submit", "--strategy", "d", "--symbol", "AAPL", "--side", "BUY", "--qty", "1", "--wait", "0.5", check=False)
     assert late.returncode == 3 and "is `qlcore engine` running?" in late.stderr
@@ -143,3 +151,17 @@ def test_halt_flatten_and_resume_trading_through_the_cli_on_an_engine_process(tm
         code = engine.wait(30)
         log.close()
     assert code == 0, (tmp_path / "engine.log").read_text()[-2000:]
+
+
+def test_engine_refuses_to_run_without_limits_unless_an_admin_approved_it(tmp_path: Path):
+    env = {**os.environ, "QLCORE_DATA_DIR": str(tmp_path)}
+    env.pop("QLCORE_DB_URL", None)
+    refused = _cli(env, "engine", "--no-limits", check=False)
+    assert refused.returncode == 2 and "--no-limits needs --admin-approval REASON" in refused.stderr
+    both = _cli(env, "engine", "--no-limits", "--admin-approval", "bench", "--limits", str(tmp_path / "x.toml"), check=False)
+    assert both.returncode == 2 and "choose one" in both.stderr
+    bad = tmp_path / "limits.toml"
+    bad.write_text("[account]\nmax_order_quantity = -1\n")
+    invalid = _cli(env, "engine", "--limits", str(bad), check=False)
+    assert invalid.returncode == 2 and "[account] max_order_quantity: must be >= 0, got -1" in invalid.stderr
+    assert not (tmp_path / "qlcore.db").exists()  # refused before the store was opened

@@ -95,7 +95,7 @@ class FirstRunOnly(Strategy):
 
 def qlcore(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, QLCORE_DB_URL=f"sqlite:///{cwd / 'q.db'}", QLCORE_USER="alice")
-    env["PYTHONPATH"] = os.pathsep.join([str(cwd), env.get("PYTHONPATH", "")])
+    env["QLCORE_STRATEGIES_DIR"] = str(cwd)  # the project's strategies folder, where `module:Class` strategies load from
     return subprocess.run([str(QLCORE), "parity", "--paper", *args], capture_output=True, text=True, env=env,
                           cwd=cwd, timeout=600)
 

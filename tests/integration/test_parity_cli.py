@@ -32,10 +32,10 @@ class SkipsThirdEntry(SmaCross):
 '''
 
 
-def qlcore(*args: str, cwd: Path, pythonpath: Path | None = None) -> subprocess.CompletedProcess:
+def qlcore(*args: str, cwd: Path, strategies_dir: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, QLCORE_DB_URL=f"sqlite:///{cwd / 'q.db'}", QLCORE_USER="alice")
-    if pythonpath is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), env.get("PYTHONPATH", "")])
+    if strategies_dir is not None:  # the project's strategies folder, where `module:Class` strategies load from
+        env["QLCORE_STRATEGIES_DIR"] = str(strategies_dir)
     return subprocess.run([str(QLCORE), "parity", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
 
 
@@ -52,7 +52,7 @@ def test_identical_runs_exit_0_with_the_verdict(tmp_path):
 
 def test_a_difference_exits_1_and_prints_the_differing_trades(tmp_path):
     (tmp_path / "broken_sma.py").write_text(BROKEN)
-    proc = qlcore("--strategy", "broken_sma:SkipsThirdEntry", "--symbols", "IBM", cwd=tmp_path, pythonpath=tmp_path)
+    proc = qlcore("--strategy", "broken_sma:SkipsThirdEntry", "--symbols", "IBM", cwd=tmp_path, strategies_dir=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert proc.stdout.startswith("parity DIFFERENT")
     assert "first difference: trade #3 (IBM): entry_ts engine" in proc.stdout

@@ -168,3 +168,16 @@ def test_cli_checks_a_limits_file_and_shows_resolved_limits(tmp_path):
     bad.write_text("[instrument.AAPL]\nmax_open_orders = 3\n")
     out = CliRunner().invoke(risk_app, ["limits", str(bad)])
     assert out.exit_code == 2 and "[instrument.AAPL] max_open_orders: cannot be set per instrument" in out.output
+    assert f"limits file {bad}:" in out.output
+
+
+def test_cli_checks_the_default_limits_file_with_the_engines_loader():
+    from typer.testing import CliRunner
+
+    from qlcore.risk.cli import risk_app
+    from qlcore.risk.defaults import DEFAULT_LIMITS_FILE
+
+    out = CliRunner().invoke(risk_app, ["limits", "--strategy", "any", "--symbol", "AAPL"])
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith(f"{DEFAULT_LIMITS_FILE}: OK (0 strategies")
+    assert "max_order_quantity               10000" in out.output and "leverage                         1" in out.output
