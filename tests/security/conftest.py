@@ -4,9 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from desk_doors import Served, add_users, serve
-
-LOCKOUT_S = 20  # short enough to wait for its end in a test
+from desk_doors import LOCKOUT_S, Served, add_users, serve
 
 
 @pytest.fixture(scope="module")

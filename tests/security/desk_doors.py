@@ -19,6 +19,8 @@ import requests
 
 from qlcore.control.users import UserStore
 
+LOCKOUT_S = 20  # the served desk's login lockout: short enough to wait for its end in a test
+
 QLCORE = Path(sys.executable).with_name("qlcore")
 # each attack gets its own users, so one test's lockout, logout or removal leaves the others alone
 USERS = {

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from conftest import LOCKOUT_S
-from desk_doors import Served, audit, wait_for
+from desk_doors import LOCKOUT_S, Served, audit, wait_for
 
 from qlcore.ui.throttle import LoginThrottle
 
