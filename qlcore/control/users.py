@@ -53,6 +53,7 @@ MIN_PASSWORD = 8
 USERS_FILE = "users.toml"
 ADMIN_PASSWORD_FILE = "initial-admin-password"
 COOKIE_SECRET_FILE = "cookie-secret"
+NO_LOGIN = "!"  # the hash of a user without a password: no password matches it
 
 
 class Role(IntEnum):
@@ -220,10 +221,23 @@ class UserStore:
         user = User(_check_name(name), role if isinstance(role, Role) else Role.parse(role), hash_password(_check_password(password)))
         with self._locked():
             users = self.users()
-            same = [u for u in users if u.casefold() == name.casefold()]
+            same = [u for u in [*users, *self.services()] if u.casefold() == name.casefold()]
             if same:
                 raise AuthError(f"user: {same[0]!r} already exists (names are unique regardless of case; "
                                 "use `qlcore users passwd`)")
+            users[name] = user
+            self._save(users)
+        return user
+
+    def add_signer(self, name: str, role: Role | str, public_hex: str) -> User:
+        """Add a user who signs commands with the key `public_hex` and has no password (cannot log in):
+        a test rig's or a benchmark's users, a program trading under its own name."""
+        user = User(_check_name(name), role if isinstance(role, Role) else Role.parse(role), NO_LOGIN, 0,
+                    _check_key(public_hex))
+        with self._locked():
+            users = self.users()
+            if any(u.casefold() == name.casefold() for u in [*users, *self.services()]):
+                raise AuthError(f"user: {name!r} already exists (as a user or a service)")
             users[name] = user
             self._save(users)
         return user

@@ -6,6 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from signed import job_signer, signer
 
 from qlcore.control.commands import CommandQueue
 from qlcore.engine.service import EngineConfig, EngineService
@@ -28,7 +29,7 @@ def rig(sqlite_url: str, tmp_path: Path):
         )
     )
     engine.start()
-    queue = CommandQueue(sqlite_url)
+    queue = CommandQueue(sqlite_url, signer=signer())
     yield engine, queue
     engine.shutdown()
 
@@ -150,7 +151,7 @@ def test_commands_reach_an_engine_running_in_its_own_thread(sqlite_url, tmp_path
     engine.start()
     thread = threading.Thread(target=engine.run, daemon=True)
     thread.start()
-    queue = CommandQueue(sqlite_url)
+    queue = CommandQueue(sqlite_url, signer=signer())
     try:
         outcomes = []
         for _ in range(10):
@@ -191,7 +192,8 @@ def test_an_order_from_a_scheduled_job_carries_the_job_and_the_approved_hash(rig
     engine.step()
     payload = {"strategy_id": "rebalance-job", "symbol": "MSFT", "side": "BUY", "quantity": "4",
                "job_id": "daily-rebalance", "code_hash": "ab12cd34"}
-    ok = _send(engine, queue, "scheduler", "order.submit", payload)
+    queue.signer = job_signer("daily-rebalance", ["rebalance-job"], ["MSFT"], "ab12cd34")  # the run's own credential
+    ok = _send(engine, queue, "job:daily-rebalance", "order.submit", payload)
     order = engine.kernel.state.orders[ok.reason.split()[1]]
     assert order.tags == f"command:{ok.id} job:daily-rebalance hash:ab12cd34"
 
