@@ -127,19 +127,19 @@ def test_lifecycle_through_commands_and_limits_apply_to_the_next_order(rig):
     deploy = {"strategy_id": "s1", "strategy": "sma_cross", "params": {"fast": 2, "slow": 4}, "symbols": ["AAPL"], "capital": "50000"}
     assert _send(engine, queue, "quant", "strategy.deploy", deploy).status == "accepted"
     assert _send(engine, queue, "quant", "strategy.deploy", deploy).reason == "strategy id 's1' is already deployed"
-    assert _send(engine, queue, "desk", "strategy.pause", {"strategy_id": "s1"}).status == "accepted"
+    assert _send(engine, queue, "dealer", "strategy.pause", {"strategy_id": "s1"}).status == "accepted"
     assert engine.manager.state("s1").value == "PAUSED"
-    again = _send(engine, queue, "desk", "strategy.pause", {"strategy_id": "s1"})
+    again = _send(engine, queue, "dealer", "strategy.pause", {"strategy_id": "s1"})
     assert again.status == "refused" and "cannot pause in state PAUSED" in again.reason
-    assert _send(engine, queue, "desk", "strategy.resume", {"strategy_id": "s1"}).status == "accepted"
-    assert _send(engine, queue, "desk", "strategy.stop", {"strategy_id": "s1", "flatten": True}).status == "accepted"
+    assert _send(engine, queue, "dealer", "strategy.resume", {"strategy_id": "s1"}).status == "accepted"
+    assert _send(engine, queue, "dealer", "strategy.stop", {"strategy_id": "s1", "flatten": True}).status == "accepted"
     assert engine.manager.state("s1").value == "STOPPED"
 
     limits = _send(engine, queue, "admin", "limits.set", {"limits": {"account": {"max_order_quantity": "5"}}, "reason": "tighten"})
     assert limits.status == "accepted"
-    over = _send(engine, queue, "desk", "order.submit", {"strategy_id": "d", "symbol": "AAPL", "side": "BUY", "quantity": "6"})
+    over = _send(engine, queue, "dealer", "order.submit", {"strategy_id": "d", "symbol": "AAPL", "side": "BUY", "quantity": "6"})
     assert over.status == "refused" and "max_order_quantity" in over.reason and "5" in over.reason
-    at = _send(engine, queue, "desk", "order.submit", {"strategy_id": "d", "symbol": "AAPL", "side": "BUY", "quantity": "5"})
+    at = _send(engine, queue, "dealer", "order.submit", {"strategy_id": "d", "symbol": "AAPL", "side": "BUY", "quantity": "5"})
     assert at.status == "accepted"
 
 
