@@ -8,6 +8,11 @@ action needs and the role the user has. The widgets of a page only call `Actions
 the user the session's own login cookie proves at that moment (`Logins.current_user`: not the
 cookies copied into the session token, never the browser's data) and sends the command to the
 engine the page shows; `run_everywhere` (an admin's) sends it to every engine of the desk.
+
+Each command is signed by the desk service's key for the user proven here (`perform`'s `user`, which
+the server takes only from the session's login): the engine verifies that signature and checks the
+user's role once more. The desk key may sign for any user, so it is the server's trust: it signs
+only for the user whose login it has just checked (docs/security.md).
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from qlcore.control.commands import (
     canonical_payload,
     redacted,
 )
+from qlcore.control.identity import Signer
 from qlcore.control.users import Role, UserStore
 from qlcore.ui.sessions import Logins
 
@@ -75,11 +81,14 @@ def allowed(role: Role | None, kind: str) -> bool:
 class Actions:
     """The one way the dashboards act: `perform(kind, payload, user=...)`, or `run` for the session's user."""
 
-    def __init__(self, engine: Engine, users: UserStore, *, logins: Logins | None = None, target: str = "engine") -> None:
+    def __init__(self, engine: Engine, users: UserStore, *, logins: Logins | None = None, target: str = "engine",
+                 signer: Signer | None = None) -> None:
         self.engine = engine
         self.users = users
         self.logins = logins
-        self.queue = CommandQueue(engine=engine)
+        # the desk service's key (qlcore.control.keys.DESK_SERVICE) signs each command for the user this
+        # server proved; the engine checks that signature and the user's role again
+        self.queue = CommandQueue(engine=engine, signer=signer)
         self.target = target
 
     def perform(self, kind: str, payload: Mapping[str, Any], *, user: str | None,
