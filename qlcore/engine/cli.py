@@ -54,10 +54,12 @@ def _send(kind: str, payload: dict[str, Any], *, user: str | None, users_file: P
     # the command is signed with the sender's own key: naming someone else without their key fails here,
     # before anything is stored (the engine would refuse it anyway)
     name = resolve_user(user)
+    users_file = users_file or project_data_dir() / USERS_FILE
     try:
-        key = user_signing_key(users_file or project_data_dir() / USERS_FILE, name)
+        key = user_signing_key(users_file, name)
     except CredentialError as exc:
         raise UserError(f"cannot sign as {name!r}: {exc}") from None
+    _check_key_is_theirs(key, users_file)
     # a command refused at submission (malformed, or over its sender's bounds) is audited here
     queue = CommandQueue(db, audit=AuditRecorder(AuditLog(db, conflict_retries=20)), signer=key)
     try:
@@ -85,6 +87,21 @@ def _send(kind: str, payload: dict[str, Any], *, user: str | None, users_file: P
         return
     typer.secho(f"command {command_id} refused: {outcome.reason}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
+
+
+def _check_key_is_theirs(key: Any, users_file: Path) -> None:
+    """`UserError` when the users file (where readable: it may be the desk operator's alone) holds another
+    public key for the user than the one loaded: the engine would refuse the command anyway."""
+    from qlcore.cli import UserError
+    from qlcore.control.users import AuthError, UserStore
+
+    try:
+        known = UserStore(users_file).users().get(key.name)
+    except (OSError, AuthError):
+        return
+    if known is not None and known.key and known.key != key.public_hex:
+        raise UserError(f"the key loaded is not {key.name!r}'s signing key (not the public key {users_file} names "
+                        f"for {key.name!r}); QLCORE_KEY_FILE names a key kept elsewhere")
 
 
 def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
