@@ -192,8 +192,10 @@ class JobScheduler:
             restore()
             raise
         # the key that grants each run its credential for the engine: made and registered on first use
-        issue_service_key(UserStore((self.config.data_dir or project_data_dir()) / USERS_FILE), SCHEDULER_SERVICE,
-                          issues_grants=True)
+        users = UserStore((self.config.data_dir or project_data_dir()) / USERS_FILE,
+                          on_change=lambda action, name, details: audit(self.engine, "scheduler", action, f"user/{name}",
+                                                                         details))
+        issue_service_key(users, SCHEDULER_SERVICE, issues_grants=True)
         in_progress = self.settle()  # runs a killed scheduler or a run-now left running that still live
         audit(self.engine, "scheduler", "scheduler.started", "scheduler",
               {"pid": self.lease.pid, "host": self.lease.host, "schedules": str(self.config.schedules_dir),

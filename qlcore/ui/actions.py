@@ -16,7 +16,7 @@ only for the user whose login it has just checked (docs/security.md).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,6 +150,15 @@ class Actions:
     def _audit(self, user: str, action: str, kind: str, params: Any, target: str, extra: dict[str, Any]) -> AuditEntry:
         subject = f"{target}/{params['order_id']}" if isinstance(params, dict) and params.get("order_id") else f"command/{kind}"
         return audit_append(self.engine, f"user:{user}", action, subject, {"action": kind, "params": params, **extra})
+
+
+def audit_user_changes(engine: Callable[[], Engine], actor: str) -> Callable[[str, str, dict], None]:
+    """A `UserStore` ``on_change``: every change of a user, role, key or service becomes an audit entry
+    by `actor` (the OS user running the CLI, the server or the scheduler), on the store `engine()` opens."""
+    def record(action: str, name: str, details: dict) -> None:
+        audit_append(engine(), actor, action, f"user/{name}", details)
+
+    return record
 
 
 def audit_append(engine: Engine, actor: str, action: str, subject: str, details: dict[str, Any]) -> AuditEntry:
