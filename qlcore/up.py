@@ -58,7 +58,13 @@ def prepare_users(echo: Callable[[str], None] = print) -> None:
     import getpass
 
     from qlcore.control.keys import issue_user_key
-    from qlcore.control.users import ADMIN_PASSWORD_FILE, USERS_FILE, UserStore, ensure_admin, user_key_file
+    from qlcore.control.users import (
+        ADMIN_PASSWORD_FILE,
+        USERS_FILE,
+        UserStore,
+        ensure_admin,
+        user_key_file,
+    )
     from qlcore.store.db import connect, project_data_dir
     from qlcore.ui.actions import audit_user_changes
 

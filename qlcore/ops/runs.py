@@ -180,7 +180,7 @@ def _attempt(engine: Engine, record: ScheduleRecord, attempt: int, trigger: str,
     env = dict(os.environ)
     # the job's commands go to the store this run is recorded in (a URL the child reads from its environment)
     env["QLCORE_DB_URL"] = engine.url.render_as_string(hide_password=False)
-    signer = _run_signer(record, params, code_hash, data_dir)
+    signer = _run_signer(engine, actor, record, params, code_hash, data_dir)
     key_file = workdir / RUN_KEY_FILE
     signer.key.save(key_file)
     env[RUN_KEY_FILE_ENV], env[JOB_GRANT_ENV] = str(key_file), orjson.dumps(asdict(signer.grant)).decode()
@@ -196,10 +196,13 @@ def _attempt(engine: Engine, record: ScheduleRecord, attempt: int, trigger: str,
         key_file.unlink(missing_ok=True)
 
 
-def _run_signer(record: ScheduleRecord, params: dict[str, Any], code_hash: str, data_dir: Path) -> JobSigner:
+def _run_signer(engine: Engine, actor: str, record: ScheduleRecord, params: dict[str, Any], code_hash: str,
+                data_dir: Path) -> JobSigner:
     """A one-run key with the scheduler's grant: the job's strategy and symbols (its parameters over the
     notebook's defaults), its approved hash, for the run's timeout and a margin."""
-    issuer = issue_service_key(UserStore(Path(data_dir) / USERS_FILE), SCHEDULER_SERVICE, issues_grants=True)
+    users = UserStore(Path(data_dir) / USERS_FILE,  # a scheduler key made here (first run) is audited
+                      on_change=lambda action, name, details: audit(engine, actor, action, f"user/{name}", details))
+    issuer = issue_service_key(users, SCHEDULER_SERVICE, issues_grants=True)
     values = {**inspect_notebook(record.notebook_path).defaults, **params}
     strategies = [str(values["strategy_id"])] if values.get("strategy_id") else []
     symbols = values.get("symbols") or []
