@@ -42,6 +42,7 @@ import urllib.request
 import uuid
 from http.cookiejar import CookieJar
 from pathlib import Path
+from typing import Any
 
 QLCORE = Path(sys.executable).with_name("qlcore")
 STAMP = re.compile(r"snapshot-at.{0,40}?data-ns=(?:&#x27;|&#39;|')(\d{16,20})")
@@ -83,11 +84,11 @@ def wait_until(check, what: str, timeout: float = 60.0) -> None:
     raise TimeoutError(f"{what} not ready after {timeout:g} s")
 
 
-def order_load(url: str, rate: float, stop: threading.Event, sent: list[int]) -> None:
+def order_load(url: str, rate: float, stop: threading.Event, sent: list[int], signer: Any) -> None:
     """Market orders of one share, buys and sells alternating, through the command table at `rate` per second."""
     from qlcore.control.commands import CommandQueue
 
-    queue = CommandQueue(url)
+    queue = CommandQueue(url, signer=signer)
     period = 1.0 / rate
     nxt = time.monotonic()
     n = 0
@@ -236,8 +237,11 @@ def main() -> None:
         wait_until(lambda: (v := model.status()) is not None and v.state == "running", "the engine")
         # the load's orders belong to a strategy of their own, deployed like any other
         from qlcore.control.commands import CommandQueue
+        from qlcore.control.keys import provision
+        from qlcore.control.users import UserStore
 
-        q = CommandQueue(url)
+        bench_key = provision(UserStore(tmp / "users.toml"), {"bench": "trader"})["bench"]  # the load signs its orders
+        q = CommandQueue(url, signer=bench_key)
         cid = q.submit("bench", "strategy.deploy", {"strategy_id": "bench", "strategy": "sma_cross",
                                                     "symbols": ["AAPL"], "params": {"fast": 1000, "slow": 2000}})
         q.wait_for(cid, 20)
@@ -249,7 +253,7 @@ def main() -> None:
         procs.append(server)
         wait_until(lambda: urllib.request.urlopen(f"{base}/login", timeout=2).status == 200, "the server")
         sent = [0]
-        load = threading.Thread(target=order_load, args=(url, args.orders_per_s, stop, sent), daemon=True)
+        load = threading.Thread(target=order_load, args=(url, args.orders_per_s, stop, sent, bench_key), daemon=True)
         load.start()
         window_cpu: dict[str, float] = {}
 

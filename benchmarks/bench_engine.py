@@ -14,14 +14,17 @@
    crash of the process, which is what the crash tests kill, but not of the machine; the engine then
    checkpoints the WAL from a background thread, see `qlcore/store/checkpoint.py`).
 3. *Command path*: the same, but the order is a row in the command table (what the CLI and the
-   dashboards write), so the latency adds the engine's command polling (every 10 ms by default).
+   dashboards write), signed by its sender and verified by the engine against its users file, so
+   the latency adds the engine's command polling (every 10 ms by default) and the credential.
+   *Credential checks* alone: signing a command (the sender's side) and the engine's `Gatekeeper`
+   verifying it (signature, freshness, nonce, role), microseconds each, on the same machine.
 4. *500 strategies*: 500 sma_cross deployments (10 per instrument, different windows) on
    synthetic 1-second bars of 50 instruments. (a) As fast as the engine goes: bar steps per second
    and CPU per step (one step = 50 bars = one second of market data). (b) Paced in real time (1 step
    a second) for `--realtime` seconds: the process's CPU time over the wall time, i.e. the share of
    one core it uses.
 
-    python benchmarks/bench_engine.py [--orders N] [--batch B] [--paced N] [--realtime S] [--json PATH]
+    python benchmarks/bench_engine.py [--orders N] [--batch B] [--paced N] [--realtime S] [--only NAME ...] [--json PATH]
 """
 from __future__ import annotations
 
@@ -37,6 +40,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from qlcore.control.commands import CommandQueue
+from qlcore.control.identity import Gatekeeper, SigningKey
+from qlcore.control.keys import provision
+from qlcore.control.users import UsersDirectory, UserStore
 from qlcore.data.feed import SymbolSeed, SyntheticIntradayFeed
 from qlcore.engine.service import EngineConfig, EngineService
 from qlcore.model.enums import OrderSide
@@ -60,6 +66,7 @@ def _engine(folder: Path, name: str, symbols: tuple[str, ...], **kw: object) -> 
         feed_stale_s=1e9,  # the feed is silent on purpose: the watch must not reduce the account
         feed_reduce_s=1e9,
         **NO_LIMITS,  # type: ignore[arg-type]
+        users_file=folder / "users.toml",  # the sender of the command path's orders is "bench"
         **kw,  # type: ignore[arg-type]
     )
     engine = EngineService(config, feed=_Silent())
@@ -141,9 +148,13 @@ def paced(folder: Path, n: int, rate: float, sync: str = "FULL") -> dict:
     return {"rate_per_s": rate, "sqlite_synchronous": sync, **_percentiles(latencies)}
 
 
+def _bench_key(folder: Path) -> SigningKey:
+    return provision(UserStore(folder / "users.toml"), {"bench": "trader"})["bench"]
+
+
 def command_path(folder: Path, n: int, rate: float) -> dict:
     engine = _engine(folder, "commands", SYMBOLS, command_poll_s=0.001, poll_interval_s=0.0005)
-    queue = CommandQueue(engine.url)
+    queue = CommandQueue(engine.url, signer=_bench_key(folder))
     thread = threading.Thread(target=engine.run, daemon=True)
     thread.start()
     latencies = []
@@ -163,6 +174,26 @@ def command_path(folder: Path, n: int, rate: float) -> dict:
         engine.stop()
         thread.join(10)
     return {"rate_per_s": rate, **_percentiles(latencies)}
+
+
+def credential_checks(folder: Path, n: int) -> dict:
+    """Sign `n` order commands as the sender does, then verify each as the engine does: µs per command."""
+    key = _bench_key(folder)
+    gate = Gatekeeper(UsersDirectory(folder / "users.toml"))
+    sign_us, verify_us = [], []
+    for i in range(n):
+        payload = {"strategy_id": "bench", "symbol": SYMBOLS[i % 4], "side": "BUY", "quantity": str(10 + i)}
+        t0 = time.perf_counter_ns()
+        credential = key.sign_command("order.submit", payload, "bench", "commands").text()
+        t1 = time.perf_counter_ns()
+        reason = gate.check("order.submit", payload, "bench", "commands", credential)
+        t2 = time.perf_counter_ns()
+        assert reason is None, reason
+        sign_us.append((t1 - t0) / 1000)
+        verify_us.append((t2 - t1) / 1000)
+    sign, verify = _percentiles(sign_us), _percentiles(verify_us)
+    return {"checks": n, "sign_us": {k.replace("_ms", ""): v for k, v in sign.items()},
+            "verify_us": {k.replace("_ms", ""): v for k, v in verify.items()}}
 
 
 def _many(folder: Path, name: str, speed: float, steps: int | None) -> EngineService:
@@ -231,6 +262,8 @@ def main() -> int:
     ap.add_argument("--commands", type=int, default=500)
     ap.add_argument("--steps", type=int, default=600, help="steps of the as-fast-as-possible 500-strategy run")
     ap.add_argument("--realtime", type=float, default=30.0, help="seconds of the real-time 500-strategy run (0: skip)")
+    ap.add_argument("--checks", type=int, default=10_000, help="credentials signed and verified alone")
+    ap.add_argument("--only", nargs="*", default=None, help="run only the benchmarks whose names start with these")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -242,15 +275,26 @@ def main() -> int:
             ("order path, paced", lambda: paced(folder, args.paced, args.rate)),
             ("order path, paced, synchronous=NORMAL", lambda: paced(folder, args.paced, args.rate, "NORMAL")),
             ("command path, paced", lambda: command_path(folder, args.commands, 100.0)),
+            ("credential checks", lambda: credential_checks(folder, args.checks)),
             ("500 strategies, as fast as possible", lambda: many_fast(folder, args.steps)),
         ]
         if args.realtime > 0:
             runs.append(("500 strategies, real time", lambda: many_realtime(folder, args.realtime)))
+        if args.only:
+            runs = [(name, fn) for name, fn in runs if any(name.startswith(o) for o in args.only)]
         for name, fn in runs:
             dispose_all()
             result = fn()
             out[name] = result
             print(f"{name:40s} {json.dumps(result)}", flush=True)
+    if "credential checks" in out:
+        c = out["credential checks"]
+        print(f"credential: sign p50 {c['sign_us']['p50']} µs p99 {c['sign_us']['p99']} µs; "
+              f"verify p50 {c['verify_us']['p50']} µs p99 {c['verify_us']['p99']} µs")
+    if "order path, sustained" not in out or "order path, paced, synchronous=NORMAL" not in out:
+        if args.json:
+            args.json.write_text(json.dumps(out, indent=2))
+        return 0
     s, p = out["order path, sustained"], out["order path, paced"]
     n = out["order path, paced, synchronous=NORMAL"]
     print(f"\ndurable orders/s: {s['orders_per_s']:,} (target >= 5,000); p99 at {p['rate_per_s']:.0f}/s: "

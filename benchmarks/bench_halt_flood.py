@@ -36,6 +36,8 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, select, text
 
 from qlcore.control.commands import CommandLimitError, CommandLimits, CommandQueue
+from qlcore.control.keys import KeyRing, provision
+from qlcore.control.users import UserStore
 from qlcore.engine.service import EngineConfig, EngineService
 from qlcore.store.db import connect, dispose_all
 from qlcore.store.tables import commands
@@ -45,11 +47,11 @@ HALT_TARGET_MS = 1000.0
 
 
 def engine_main(url: str, venue: str, ready: multiprocessing.synchronize.Event) -> None:
-    """The engine process: start, say so, run until SIGTERM."""
+    """The engine process: start, say so, run until SIGTERM. It verifies the clients' signed commands."""
     # the flood is the load under which the halt is timed: the default limits' order rates would deny most
     # of it, so the engine runs without limits (paper only, with a stated approval, audited in its store)
     service = EngineService(EngineConfig(engine_id=TARGET, url=url, venue_path=Path(venue), symbols=("AAPL", "MSFT"),
-                                         speed=20.0, no_limits=True,
+                                         speed=20.0, users_file=Path(venue).parent / "users.toml", no_limits=True,
                                          admin_approval="halt-flood benchmark: the flood must reach the engine"))
     service.install_signal_handlers()
     service.start()
@@ -101,8 +103,11 @@ def measure(url: str, folder: Path, args: argparse.Namespace, limits: CommandLim
         # the clients share a pool of their own; the halt comes from another process's connection (as `qlcore
         # halt` would): neither waits for the engine's connections nor for each other's
         clients_db = _client_engine(url, pool_size=min(args.clients, 20))
-        queue = CommandQueue(engine=clients_db, limits=limits)
-        desk = CommandQueue(engine=_client_engine(url, pool_size=1), limits=limits)
+        # every client signs with its own key, as the CLI does; the engine verifies each command
+        names = {f"client-{i:02d}": "trader" for i in range(args.clients)} | {"risk-officer": "trader"}
+        ring = KeyRing(provision(UserStore(folder / "users.toml"), names))
+        queue = CommandQueue(engine=clients_db, limits=limits, signer=ring)
+        desk = CommandQueue(engine=_client_engine(url, pool_size=1), limits=limits, signer=ring)
         stop = threading.Event()
         counts = [{"sent": 0, "bounded": 0} for _ in range(args.clients)]
         threads = [threading.Thread(target=_client, args=(queue, i, stop, counts[i]), daemon=True)

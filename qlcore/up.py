@@ -6,6 +6,9 @@
    - `qlcore engine --demo`: the paper engine, with demo strategies on the replayed real data;
    - `qlcore scheduler`: the approved notebook jobs (a demo job is approved on first run);
    - `qlcore serve`: the dashboards.
+   Every command they send is signed and verified by the engine: before they start, the data folder
+   gets its first admin (password in ``initial-admin-password``, signing key in ``keys/admin.key``,
+   both 0600) unless it has users already; the dashboards and the scheduler register their own keys.
 3. Ctrl-C (or SIGTERM) stops every service cleanly (SIGINT to each, then wait), and a service
    that dies takes the others down with a message, rather than leaving half a desk running.
 """
@@ -57,12 +60,47 @@ def _limits_line() -> str:
     return f"{source.describe()} ({summary(settings)})"
 
 
+def prepare_users(echo: Callable[[str], None] = print) -> None:
+    """The first admin, with a signing key (and a key for an admin made before keys existed); then what a
+    new user needs to know: where the password and the key are, how to add a user."""
+    import getpass
+
+    from qlcore.control.keys import issue_user_key
+    from qlcore.control.users import (
+        ADMIN_PASSWORD_FILE,
+        USERS_FILE,
+        UserStore,
+        ensure_admin,
+        user_key_file,
+    )
+    from qlcore.store.db import connect, project_data_dir
+    from qlcore.ui.actions import audit_user_changes
+
+    users_file = project_data_dir() / USERS_FILE
+    store = UserStore(users_file, on_change=audit_user_changes(connect, f"os:{getpass.getuser()}"))
+    ensure_admin(store)
+    admin = store.users().get("admin")
+    if admin is not None and not admin.key:
+        issue_user_key(store, "admin")
+    password_file = users_file.parent / ADMIN_PASSWORD_FILE
+    echo("Users (in " + str(users_file) + "):")
+    if admin is not None:
+        if password_file.exists():
+            echo(f"  login      admin, password in {password_file} (0600; change it: qlcore users passwd admin)")
+        echo(f"  signing    admin's key: {user_key_file(users_file, 'admin')} "
+             "(e.g. qlcore halt --user admin --reason ...)")
+    echo("  new user   qlcore users add NAME --role viewer|trader|admin  (issues keys/NAME.key: hand it to them;")
+    echo("             they sign with --user NAME, or QLCORE_KEY_FILE=their copy)")
+    echo("")
+
+
 def run_up(*, port: int = 5006, speed: float = 5.0, demo_backtests: bool = True, echo: Callable[[str], None] = print) -> int:
     if demo_backtests:
         from qlcore.demo import run_demo
 
         run_demo(echo=echo)
         echo("")
+    prepare_users(echo)
     stop = threading.Event()
 
     def handler(signum: int, _frame: object) -> None:

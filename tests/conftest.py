@@ -31,6 +31,17 @@ if IN_CI:
     settings.load_profile("ci")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_data_dir(tmp_path_factory) -> Path:
+    """The session's own data folder (QLCORE_DATA_DIR): users file and signing keys, audit key,
+    archives; never the checkout's data/. Processes the tests start inherit it."""
+    path = tmp_path_factory.mktemp("data")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("QLCORE_DATA_DIR", str(path))
+    yield path
+    mp.undo()
+
+
 def require(condition: bool, reason: str) -> None:
     """Skip with a reason outside CI; fail inside CI, where every service must be there."""
     if condition:

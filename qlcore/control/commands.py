@@ -14,6 +14,13 @@ commands, then the rest, each in id order and in bounded pages. `submit` bounds 
 `user`) per target: at most `CommandLimits.max_pending` commands waiting and `max_per_s` sent in
 any second; beyond either it raises `CommandLimitError` naming the bound, and nothing is stored.
 Protective commands are never bounded.
+
+A queue given a `signer` (`qlcore.control.identity.Signer`: a person's key, the dashboards' server
+signing for its logged-in user, a scheduled run's key and grant) signs each command as it is stored:
+the signature covers the payload in its stored form (the JSON text of the row, decimals as strings),
+so the engine verifies exactly what it reads. The credential's nonce is unique in the table: a copy
+of a signed row cannot be stored a second time. A command stored without a credential is refused by
+the engine.
 """
 from __future__ import annotations
 
@@ -37,6 +44,7 @@ from qlcore.store.tables import commands as commands_table
 
 if TYPE_CHECKING:
     from qlcore.audit.recorder import AuditRecorder
+    from qlcore.control.identity import Signer
 
 PENDING, TAKEN, ACCEPTED, REFUSED = "pending", "taken", "accepted", "refused"
 
@@ -288,10 +296,17 @@ class Command:
     ts_taken: int | None = None
     ts_completed: int | None = None
     reason: str | None = None
+    credential: str | None = None  # the sender's proof, as stored (None: unsigned)
+    payload_text: str = ""  # the payload as stored: what the credential's signature covers
 
     @property
     def done(self) -> bool:
         return self.status in (ACCEPTED, REFUSED)
+
+    def signed_payload(self) -> dict[str, Any]:
+        """The payload exactly as it was signed: the stored JSON (decimals as their strings)."""
+        loaded: dict[str, Any] = orjson.loads(self.payload_text) if self.payload_text else canonical_payload(self.payload)
+        return loaded
 
 
 def _command(row: Any) -> Command:
@@ -307,6 +322,8 @@ def _command(row: Any) -> Command:
         ts_taken=row.ts_taken,
         ts_completed=row.ts_completed,
         reason=row.reason,
+        credential=row.credential,
+        payload_text=row.payload,
     )
 
 
@@ -336,16 +353,18 @@ class CommandQueue:
         audit: AuditRecorder | None = None,
         clock: Callable[[], int] = time.time_ns,
         limits: CommandLimits | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self.engine = engine if engine is not None else connect(url)
         self.audit = audit
+        self.signer = signer
         self.clock = clock
         self.limits = limits if limits is not None else CommandLimits.from_env()
 
     # --- producers ----------------------------------------------------------------------------
     def submit(self, user: str, kind: str, payload: Mapping[str, Any], *, target: str = "engine") -> int:
-        """Validate and store a command; its id. A malformed one raises `CommandError`, one beyond its
-        client's bounds `CommandLimitError`; neither is stored."""
+        """Validate, sign (with the queue's signer) and store a command; its id. A malformed one raises
+        `CommandError`, one beyond its client's bounds `CommandLimitError`; neither is stored."""
         try:
             if not isinstance(user, str) or not user.strip():
                 raise CommandError("user", "a command carries the non-empty name of who sent it")
@@ -364,6 +383,10 @@ class CommandQueue:
             except CommandLimitError as exc:
                 self._audit_refused_submission(user, kind, payload, exc)
                 raise
+        credential = nonce = None
+        if self.signer is not None:  # signed as stored: the engine rebuilds the same bytes from the row
+            signed = self.signer.sign_command(kind, orjson.loads(text), user, target)
+            credential, nonce = signed.text(), signed.nonce
         with self.engine.begin() as conn:
             result = conn.execute(
                 commands_table.insert().values(
@@ -373,6 +396,8 @@ class CommandQueue:
                     kind=kind,
                     payload=text,
                     status=PENDING,
+                    credential=credential,
+                    nonce=nonce,
                 )
             )
             pk = result.inserted_primary_key
@@ -483,6 +508,16 @@ class CommandQueue:
                 .order_by(c.id)
             ).all()
         return [_command(r) for r in rows]
+
+    def credentials_since(self, since_ns: int, *, target: str = "engine") -> list[str]:
+        """The credentials of the commands for `target` completed and sent at or after `since_ns`: what a
+        restarting engine takes as used, so that none of them is acted on twice."""
+        c = commands_table.c
+        with self.engine.connect() as conn:
+            return list(conn.execute(
+                select(c.credential).where(c.target == target, c.status.in_((ACCEPTED, REFUSED)),
+                                           c.ts_submitted >= since_ns, c.credential.is_not(None))
+            ).scalars())
 
     def in_flight(self, consumer: str, *, target: str = "engine") -> list[Command]:
         """Commands `consumer` took and has not completed (what a restarted engine must settle first)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from qlcore.store.secrets import read_private, write_private
 
+NOT_AUTHORISED = "not authorised: "  # how the engine's refusal of an unproven or unentitled command begins
 FRESH_S = 600.0  # a credential older than this (or issued this far in the future) is refused
 ROLE_RANK = {"viewer": 1, "trader": 2, "admin": 3}
 REQUIRED_ROLE: dict[str, str] = {
@@ -174,6 +175,31 @@ class Credential:
             raise CredentialError(f"the command's credential is malformed ({exc.__class__.__name__})") from None
 
 
+class Signer(Protocol):
+    """Whatever signs a command as it is stored: a person's key, the desk signing for its user, a job run."""
+
+    def sign_command(self, kind: str, payload: Mapping[str, Any], user: str, target: str) -> Credential: ...
+
+
+@dataclass(frozen=True)
+class JobSigner:
+    """A scheduled run's signer: its one-run key (named ``job:<job id>``) and the scheduler's grant for it."""
+
+    key: SigningKey
+    grant: Grant
+
+    def sign_command(self, kind: str, payload: Mapping[str, Any], user: str, target: str) -> Credential:
+        return self.key.sign_command(kind, payload, user, target, grant=self.grant)
+
+
+def signer_of(credential_text: str | None) -> str | None:
+    """Who a stored credential says signed it (unverified: for the audit entry of a refusal), or None."""
+    try:
+        return Credential.parse(credential_text).signer
+    except CredentialError:
+        return None
+
+
 # --- where the engine decides ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class Principal:
@@ -192,6 +218,16 @@ class Directory(Protocol):
     def role_of(self, user: str) -> str | None: ...
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """The gatekeeper's answer: `reason` None when proven and allowed; `proven` when the signature held
+    (a refusal then concerns the role or scope of a known sender); `signer` as the credential names it."""
+
+    reason: str | None
+    proven: bool = False
+    signer: str | None = None
+
+
 @dataclass
 class Gatekeeper:
     """Verifies a command's credential and role; `check` returns None (proven and allowed) or the reason."""
@@ -202,45 +238,57 @@ class Gatekeeper:
 
     def check(self, kind: str, payload: Mapping[str, Any], user: str, target: str, credential_text: str | None,
               *, now_ns: int | None = None) -> str | None:
+        return self.verify(kind, payload, user, target, credential_text, now_ns=now_ns).reason
+
+    def verify(self, kind: str, payload: Mapping[str, Any], user: str, target: str, credential_text: str | None,
+               *, now_ns: int | None = None) -> Verdict:
+        """Who sent the command (signature, freshness, nonce), then whether they may (role, or a job's scope)."""
         now = time.time_ns() if now_ns is None else now_ns
         try:
             cred = Credential.parse(credential_text)
         except CredentialError as exc:
-            return str(exc)
+            return Verdict(str(exc))
         signer = self.directory.principal(cred.signer)
         grant = cred.grant
         if grant is not None:
-            problem = self._check_grant(grant, cred, kind, payload, user, now)
+            problem = self._check_grant(grant, cred, user, now)
             if problem is not None:
-                return problem
+                return Verdict(problem, signer=cred.signer)
             public_key = grant.run_key
         elif signer is None:
-            return f"unknown signer {cred.signer!r}: no public key for it in the users file"
+            return Verdict(f"unknown signer {cred.signer!r}: no public key for it in the users file", signer=cred.signer)
         else:
             public_key = signer.public_key
         message = command_message(kind, payload, user, target, cred.signer, cred.nonce, cred.issued_ns)
         if not verify_signature(public_key, message, cred.signature):
-            return f"bad signature by {cred.signer!r}: the command was not sent as signed (forged or altered)"
+            return Verdict(f"bad signature by {cred.signer!r}: the command was not sent as signed (forged or altered)",
+                           signer=cred.signer)
         age_s = (now - cred.issued_ns) / 1e9
         if abs(age_s) > self.fresh_s:
-            return f"credential issued {age_s:.0f} s ago; accepted for {self.fresh_s:.0f} s (stale or replayed)"
+            return Verdict(f"credential issued {age_s:.0f} s ago; accepted for {self.fresh_s:.0f} s (stale or replayed)",
+                           signer=cred.signer)
         if cred.nonce in self.seen:
-            return f"replayed command: nonce {cred.nonce} was already used"
-        if grant is None:
+            return Verdict(f"replayed command: nonce {cred.nonce} was already used", signer=cred.signer)
+        self._remember(cred.nonce, cred.issued_ns, now)  # proven: never again, whatever the outcome
+        if grant is not None:
+            problem = self._check_scope(grant, kind, payload)
+        else:
             assert signer is not None
-            if cred.signer != user and not signer.acts_for_users:
-                return f"{cred.signer!r} may not act for {user!r}"
-            role = self.directory.role_of(user)
-            if role is None:
-                return f"unknown user {user!r}"
-            needed = REQUIRED_ROLE.get(kind, "admin")
-            if ROLE_RANK.get(role, 0) < ROLE_RANK[needed]:
-                return f"{user!r} is a {role}; {kind} needs {needed}"
-        self._remember(cred.nonce, cred.issued_ns, now)
+            problem = self._check_role(signer, cred, kind, user)
+        return Verdict(problem, proven=True, signer=cred.signer)
+
+    def _check_role(self, signer: Principal, cred: Credential, kind: str, user: str) -> str | None:
+        if cred.signer != user and not signer.acts_for_users:
+            return f"{cred.signer!r} may not act for {user!r}"
+        role = self.directory.role_of(user)
+        if role is None:
+            return f"unknown user {user!r}"
+        needed = REQUIRED_ROLE.get(kind, "admin")
+        if ROLE_RANK.get(role, 0) < ROLE_RANK[needed]:
+            return f"{user!r} is a {role}; {kind} needs {needed}"
         return None
 
-    def _check_grant(self, grant: Grant, cred: Credential, kind: str, payload: Mapping[str, Any], user: str,
-                     now: int) -> str | None:
+    def _check_grant(self, grant: Grant, cred: Credential, user: str, now: int) -> str | None:
         issuer = self.directory.principal(grant.issuer)
         if issuer is None or not issuer.issues_grants:
             return f"grant issued by {grant.issuer!r}, which may not issue grants"
@@ -250,6 +298,9 @@ class Gatekeeper:
             return f"the grant of job {grant.job_id!r} has expired"
         if user != f"job:{grant.job_id}" or cred.signer != f"job:{grant.job_id}":
             return f"a grant for job {grant.job_id!r} acts only as 'job:{grant.job_id}'"
+        return None
+
+    def _check_scope(self, grant: Grant, kind: str, payload: Mapping[str, Any]) -> str | None:
         if kind not in JOB_KINDS:
             return f"a job may not send {kind}"
         sid = payload.get("strategy_id")
@@ -261,7 +312,24 @@ class Gatekeeper:
             return f"symbols {outside} are outside job {grant.job_id!r}'s approved symbols {grant.symbols}"
         if payload.get("code_hash") not in (None, grant.code_hash):
             return f"code hash {payload.get('code_hash')!r} is not the job's approved {grant.code_hash!r}"
+        if payload.get("job_id") not in (None, grant.job_id):
+            return f"job id {payload.get('job_id')!r} is not the grant's {grant.job_id!r}"
         return None
+
+    def remember(self, credential_texts: Iterable[str | None], *, now_ns: int | None = None) -> int:
+        """Take the nonces of credentials already acted on (what an engine restarting reads from the
+        command table) as used, where still fresh; how many were taken."""
+        now = time.time_ns() if now_ns is None else now_ns
+        taken = 0
+        for text in credential_texts:
+            try:
+                cred = Credential.parse(text)
+            except CredentialError:
+                continue
+            if abs(now - cred.issued_ns) <= self.fresh_s * 1e9:
+                self._remember(cred.nonce, cred.issued_ns, now)
+                taken += 1
+        return taken
 
     def _remember(self, nonce: str, issued_ns: int, now: int) -> None:
         self.seen[nonce] = issued_ns
@@ -270,5 +338,23 @@ class Gatekeeper:
             self.seen = {n: t for n, t in self.seen.items() if t >= horizon}
 
 
-__all__ = ["FRESH_S", "JOB_KINDS", "REQUIRED_ROLE", "ROLE_RANK", "Credential", "CredentialError", "Directory", "Gatekeeper",
-           "Grant", "Principal", "SigningKey", "command_message", "verify_signature"]
+__all__ = [
+    "FRESH_S",
+    "JOB_KINDS",
+    "NOT_AUTHORISED",
+    "REQUIRED_ROLE",
+    "ROLE_RANK",
+    "Credential",
+    "CredentialError",
+    "Directory",
+    "Gatekeeper",
+    "Grant",
+    "JobSigner",
+    "Principal",
+    "Signer",
+    "SigningKey",
+    "Verdict",
+    "command_message",
+    "signer_of",
+    "verify_signature",
+]

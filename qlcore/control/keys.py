@@ -9,14 +9,22 @@ signed with the old key are refused from then on.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from qlcore.control.identity import CredentialError, SigningKey
+import orjson
+
+from qlcore.control.identity import Credential, CredentialError, Grant, JobSigner, SigningKey
 from qlcore.control.users import UserStore, user_key_file
 from qlcore.store.secrets import SecretFileError
 
 KEY_FILE_ENV = "QLCORE_KEY_FILE"
 DESK_SERVICE, SCHEDULER_SERVICE = "desk", "scheduler"
+# what a scheduled run's kernel finds in its environment: the path of its one-run key (0600, removed
+# with the run's folder) and the scheduler's grant for that key (public: it proves nothing without the key)
+RUN_KEY_FILE_ENV, JOB_GRANT_ENV = "QLCORE_RUN_KEY_FILE", "QLCORE_JOB_GRANT"
 
 
 def service_key_file(users_file: Path, name: str) -> Path:
@@ -63,5 +71,79 @@ def user_signing_key(users_file: Path, name: str) -> SigningKey:
         ) from None
 
 
-__all__ = ["DESK_SERVICE", "KEY_FILE_ENV", "SCHEDULER_SERVICE", "issue_service_key", "issue_user_key",
-           "service_key_file", "user_key_file", "user_signing_key"]
+def signer_from_env(environ: Mapping[str, str] | None = None) -> JobSigner:
+    """A scheduled run's signer: its one-run key and grant, from the environment the scheduler gave it.
+
+    `CredentialError` when the run has none (a notebook run by hand, not by the scheduler)."""
+    env = os.environ if environ is None else environ
+    key_file, grant_text = env.get(RUN_KEY_FILE_ENV, ""), env.get(JOB_GRANT_ENV, "")
+    if not key_file or not grant_text:
+        raise CredentialError(f"no job credential: {RUN_KEY_FILE_ENV} and {JOB_GRANT_ENV} are set only in a run "
+                              "the scheduler started (`qlcore jobs run-now`)")
+    try:
+        grant = Grant(**orjson.loads(grant_text))
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        raise CredentialError(f"{JOB_GRANT_ENV}: not a grant ({exc.__class__.__name__})") from None
+    try:
+        key = SigningKey.load(f"job:{grant.job_id}", Path(key_file))
+    except SecretFileError as exc:
+        raise CredentialError(f"{RUN_KEY_FILE_ENV}: {exc}") from None
+    if key.public_hex != grant.run_key:
+        raise CredentialError(f"{RUN_KEY_FILE_ENV}: the key is not the one job {grant.job_id!r}'s grant names")
+    return JobSigner(key, grant)
+
+
+def job_signer(issuer: SigningKey, job_id: str, *, strategies: list[str], symbols: list[str], code_hash: str,
+               valid_s: float) -> JobSigner:
+    """A new one-run key for job `job_id` and the issuer's (the scheduler's) grant for it: what the
+    scheduler gives each run, valid for `valid_s` seconds, within the job's approved scope."""
+    key = SigningKey.generate(f"job:{job_id}")
+    grant = issuer.grant(job_id, key.public_hex, strategies=strategies, symbols=symbols, code_hash=code_hash,
+                         expires_ns=time.time_ns() + int(valid_s * 1e9))
+    return JobSigner(key, grant)
+
+
+class KeyRing:
+    """The signing keys of several users, each command signed with the key of the user it names: the
+    users of a test rig, a benchmark or the demo, made with `provision`."""
+
+    def __init__(self, keys: Mapping[str, SigningKey] | None = None, *, store: UserStore | None = None,
+                 role_of_new: Mapping[str, str] | None = None) -> None:
+        self.keys = dict(keys or {})
+        self.store = store  # with a store, a user not yet known is provisioned on first use
+        self.role_of_new = dict(role_of_new or {})
+
+    def sign_command(self, kind: str, payload: Mapping[str, Any], user: str, target: str) -> Credential:
+        key = self.keys.get(user)
+        if key is None:
+            if self.store is None:
+                raise CredentialError(f"no signing key for {user!r} in this key ring")
+            key = self.keys[user] = provision(self.store, {user: self.role_of_new.get(user, "admin")})[user]
+        return key.sign_command(kind, payload, user, target)
+
+
+def provision(store: UserStore, roles: Mapping[str, str]) -> dict[str, SigningKey]:
+    """Users who sign commands and cannot log in (`UserStore.add_signer`), each with a key in its 0600
+    file (``keys/<name>.key``); a user already there with its key file is taken as it is."""
+    keys: dict[str, SigningKey] = {}
+    known = store.users()
+    for name, role in roles.items():
+        path = user_key_file(store.path, name)
+        if name in known and known[name].key and path.exists():
+            key = SigningKey.load(name, path)
+            if key.public_hex == known[name].key:
+                keys[name] = key
+                continue
+        key = SigningKey.generate(name)
+        key.save(path)
+        if name in known:
+            store.set_key(name, key.public_hex)
+        else:
+            store.add_signer(name, role, key.public_hex)
+        keys[name] = key
+    return keys
+
+
+__all__ = ["DESK_SERVICE", "JOB_GRANT_ENV", "KEY_FILE_ENV", "RUN_KEY_FILE_ENV", "SCHEDULER_SERVICE", "KeyRing",
+           "issue_service_key", "issue_user_key", "job_signer", "provision", "service_key_file", "signer_from_env", "user_key_file",
+           "user_signing_key"]

@@ -53,6 +53,7 @@ MIN_PASSWORD = 8
 USERS_FILE = "users.toml"
 ADMIN_PASSWORD_FILE = "initial-admin-password"
 COOKIE_SECRET_FILE = "cookie-secret"
+NO_LOGIN = "!"  # the hash of a user without a password: no password matches it
 
 
 class Role(IntEnum):
@@ -137,10 +138,20 @@ class UserStore:
     """The users file: add users, change passwords and roles, end sessions, verify a login.
 
     Every change is a read-modify-write under an exclusive lock on ``<users file>.lock``, so two
-    processes (a login upgrading a hash, `qlcore users role`) never lose each other's change."""
+    processes (a login upgrading a hash, `qlcore users role`) never lose each other's change.
 
-    def __init__(self, path: Path) -> None:
+    `on_change(action, name, details)` is told of every change of a user, role, key or service once it
+    is saved (``users.add``, ``users.passwd``, ``users.role``, ``users.remove``, ``users.key``,
+    ``users.service``), never of a password or hash: whoever opens the store for a person or a process
+    records it in the audit log under that actor. Logouts and a login's rehash are not reported."""
+
+    def __init__(self, path: Path, *, on_change: Callable[[str, str, dict], None] | None = None) -> None:
         self.path = Path(path)
+        self.on_change = on_change
+
+    def _tell(self, action: str, name: str, **details: object) -> None:
+        if self.on_change is not None:
+            self.on_change(action, name, details)
 
     def users(self) -> dict[str, User]:
         data = self._data()
@@ -220,23 +231,46 @@ class UserStore:
         user = User(_check_name(name), role if isinstance(role, Role) else Role.parse(role), hash_password(_check_password(password)))
         with self._locked():
             users = self.users()
-            same = [u for u in users if u.casefold() == name.casefold()]
+            same = [u for u in [*users, *self.services()] if u.casefold() == name.casefold()]
             if same:
                 raise AuthError(f"user: {same[0]!r} already exists (names are unique regardless of case; "
                                 "use `qlcore users passwd`)")
             users[name] = user
             self._save(users)
+        self._tell("users.add", name, role=user.role.label)
+        return user
+
+    def add_signer(self, name: str, role: Role | str, public_hex: str) -> User:
+        """Add a user who signs commands with the key `public_hex` and has no password (cannot log in):
+        a test rig's or a benchmark's users, a program trading under its own name."""
+        user = User(_check_name(name), role if isinstance(role, Role) else Role.parse(role), NO_LOGIN, 0,
+                    _check_key(public_hex))
+        with self._locked():
+            users = self.users()
+            if any(u.casefold() == name.casefold() for u in [*users, *self.services()]):
+                raise AuthError(f"user: {name!r} already exists (as a user or a service)")
+            users[name] = user
+            self._save(users)
+        self._tell("users.add", name, role=user.role.label, key=user.key, password=False)
         return user
 
     def set_password(self, name: str, password: str) -> None:
         """A new password; every session of the user ends."""
         new_hash = hash_password(_check_password(password))
         self._change(name, lambda u: replace(u, hash=new_hash, epoch=u.epoch + 1))
+        self._tell("users.passwd", name)
 
     def set_role(self, name: str, role: Role | str) -> None:
         """A new role; a lower one also ends every session of the user (a higher one needs no new login)."""
         new = role if isinstance(role, Role) else Role.parse(role)
-        self._change(name, lambda u: replace(u, role=new, epoch=u.epoch + (1 if new < u.role else 0)))
+        old: list[Role] = []
+
+        def change(u: User) -> User:
+            old.append(u.role)
+            return replace(u, role=new, epoch=u.epoch + (1 if new < u.role else 0))
+
+        self._change(name, change)
+        self._tell("users.role", name, role=new.label, was=old[0].label)
 
     def end_sessions(self, name: str) -> None:
         """End every session of the user (logout): their login cookies stop working at once."""
@@ -244,11 +278,13 @@ class UserStore:
 
     def remove(self, name: str) -> None:
         self._change(name, lambda u: None)
+        self._tell("users.remove", name)
 
     def set_key(self, name: str, public_hex: str) -> None:
         """The public key that verifies the user's signed commands (a new one replaces the old)."""
         _check_key(public_hex)
         self._change(name, lambda u: replace(u, key=public_hex))
+        self._tell("users.key", name, key=public_hex)
 
     def set_service(self, name: str, public_hex: str, *, acts_for_users: bool = False,
                     issues_grants: bool = False) -> Service:
@@ -260,6 +296,7 @@ class UserStore:
             if any(u.casefold() == name.casefold() for u in users):
                 raise AuthError(f"service: {name!r} is a user's name")
             self._save(users, {**self.services(), name: service})
+        self._tell("users.service", name, key=public_hex, acts_for_users=acts_for_users, issues_grants=issues_grants)
         return service
 
     def verify(self, name: str, password: str) -> User | None:

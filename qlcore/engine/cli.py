@@ -5,8 +5,10 @@ one command each (`strategy deploy|pause|resume|stop`, `order submit|cancel`, `f
 `resume-trading`), wait for the engine's outcome and print it: exit 0 when accepted, 1 when refused
 (the reason is printed; also when the sender is over its bound of waiting commands or commands a
 second, and nothing is queued), 3 when no engine took it in time. `strategy list`, `order list`,
-`positions` and `status` read the engine's status snapshot. Every command carries its sender:
-`--user`, else `QLCORE_USER`, else the login name.
+`positions` and `status` read the engine's status snapshot. Every command is signed by its sender
+(`--user`, else `QLCORE_USER`, else the login name) with that user's key (``keys/<user>.key`` beside
+the users file, or ``QLCORE_KEY_FILE``); without it nothing is sent (exit 2). The engine verifies
+the signature and the role against its users file.
 """
 from __future__ import annotations
 
@@ -25,7 +27,11 @@ order_app = typer.Typer(help="Submit, cancel and list orders in the running engi
 
 Db = Annotated[str | None, typer.Option(help="store URL (default: QLCORE_DB_URL or data/qlcore.db)")]
 EngineId = Annotated[str, typer.Option("--engine-id", help="which engine")]
-User = Annotated[str | None, typer.Option("--user", help="who sends the command (default: QLCORE_USER or login name)")]
+User = Annotated[str | None, typer.Option("--user", help="whose signing key signs the command (default: QLCORE_USER or login name)")]
+UsersFile = Annotated[
+    Path | None, typer.Option("--users-file", help="users file (default: users.toml under the data folder); "
+                              "the key is keys/<user>.key beside it, or QLCORE_KEY_FILE")
+]
 Wait = Annotated[float, typer.Option(help="seconds to wait for the engine's outcome (0: do not wait)")]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
 
@@ -34,16 +40,30 @@ def resolve_user(user: str | None) -> str:
     return user or os.environ.get("QLCORE_USER") or getpass.getuser()
 
 
-def _send(kind: str, payload: dict[str, Any], *, user: str | None, db: str | None, engine_id: str, wait: float) -> None:
+def _send(kind: str, payload: dict[str, Any], *, user: str | None, users_file: Path | None, db: str | None,
+          engine_id: str, wait: float) -> None:
     from qlcore.audit.log import AuditLog
     from qlcore.audit.recorder import AuditRecorder
     from qlcore.cli import UserError
     from qlcore.control.commands import CommandError, CommandLimitError, CommandQueue
+    from qlcore.control.identity import CredentialError
+    from qlcore.control.keys import user_signing_key
+    from qlcore.control.users import USERS_FILE
+    from qlcore.store.db import project_data_dir
 
-    # a command refused at submission (malformed, or over its sender's bounds) is audited here
-    queue = CommandQueue(db, audit=AuditRecorder(AuditLog(db, conflict_retries=20)))
+    # the command is signed with the sender's own key: naming someone else without their key fails here,
+    # before anything is stored (the engine would refuse it anyway)
+    name = resolve_user(user)
+    users_file = users_file or project_data_dir() / USERS_FILE
     try:
-        command_id = queue.submit(resolve_user(user), kind, payload, target=engine_id)
+        key = user_signing_key(users_file, name)
+    except CredentialError as exc:
+        raise UserError(f"cannot sign as {name!r}: {exc}") from None
+    _check_key_is_theirs(key, users_file)
+    # a command refused at submission (malformed, or over its sender's bounds) is audited here
+    queue = CommandQueue(db, audit=AuditRecorder(AuditLog(db, conflict_retries=20)), signer=key)
+    try:
+        command_id = queue.submit(name, kind, payload, target=engine_id)
     except CommandError as exc:
         raise UserError(f"malformed command: {exc}") from None
     except CommandLimitError as exc:
@@ -67,6 +87,21 @@ def _send(kind: str, payload: dict[str, Any], *, user: str | None, db: str | Non
         return
     typer.secho(f"command {command_id} refused: {outcome.reason}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
+
+
+def _check_key_is_theirs(key: Any, users_file: Path) -> None:
+    """`UserError` when the users file (where readable: it may be the desk operator's alone) holds another
+    public key for the user than the one loaded: the engine would refuse the command anyway."""
+    from qlcore.cli import UserError
+    from qlcore.control.users import AuthError, UserStore
+
+    try:
+        known = UserStore(users_file).users().get(key.name)
+    except (OSError, AuthError):
+        return
+    if known is not None and known.key and known.key != key.public_hex:
+        raise UserError(f"the key loaded is not {key.name!r}'s signing key (not the public key {users_file} names "
+                        f"for {key.name!r}); QLCORE_KEY_FILE names a key kept elsewhere")
 
 
 def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
@@ -158,6 +193,10 @@ def engine_cmd(
     feed_calendar: Annotated[
         str | None, typer.Option(help="count silence only in this exchange's sessions (e.g. XNYS; a live feed)")
     ] = None,
+    users_file: Annotated[
+        Path | None, typer.Option("--users-file", help="whose signed commands are believed, with which role "
+                                  "(default: users.toml under the data folder)")
+    ] = None,
     db: Db = None,
 ) -> None:
     """Run the paper engine in the foreground until Ctrl-C (state rebuilt and reconciled at start)."""
@@ -199,6 +238,7 @@ def engine_cmd(
             feed_stale_s=feed_stale_s,
             feed_reduce_s=feed_reduce_s,
             feed_calendar=feed_calendar,
+            users_file=users_file,
         )
         service = EngineService(config)
         service.install_signal_handlers()
@@ -303,26 +343,28 @@ def flatten_cmd(
     strategy: Annotated[str | None, typer.Option("--strategy", help="only this strategy")] = None,
     symbol: Annotated[str | None, typer.Option("--symbol", help="only this instrument")] = None,
     user: User = None,
+    users_file: UsersFile = None,
     wait: Wait = 5.0,
     engine_id: EngineId = "engine",
     db: Db = None,
 ) -> None:
     """Cancel open orders and close positions (all, or of one strategy and/or instrument)."""
     payload = {k: v for k, v in (("strategy_id", strategy), ("symbol", symbol and symbol.upper())) if v}
-    _send("flatten", payload, user=user, db=db, engine_id=engine_id, wait=wait)
+    _send("flatten", payload, user=user, users_file=users_file, db=db, engine_id=engine_id, wait=wait)
 
 
 def halt_cmd(
     reason: Annotated[str, typer.Option("--reason", help="why (recorded with your name)")],
     flatten: Annotated[bool, typer.Option("--flatten", help="also close every position at market")] = False,
     user: User = None,
+    users_file: UsersFile = None,
     wait: Wait = 5.0,
     engine_id: EngineId = "engine",
     db: Db = None,
 ) -> None:
     """EMERGENCY STOP: cancel every open order and halt trading (cancels, and flattening, still pass)."""
     payload: dict[str, Any] = {"reason": reason, **({"flatten": True} if flatten else {})}
-    _send("halt", payload, user=user, db=db, engine_id=engine_id, wait=wait)
+    _send("halt", payload, user=user, users_file=users_file, db=db, engine_id=engine_id, wait=wait)
 
 
 def resume_trading_cmd(
@@ -331,13 +373,14 @@ def resume_trading_cmd(
         str | None, typer.Option("--strategy", help="only this strategy (halted at its scope, or disabled by runaway protection)")
     ] = None,
     user: User = None,
+    users_file: UsersFile = None,
     wait: Wait = 5.0,
     engine_id: EngineId = "engine",
     db: Db = None,
 ) -> None:
     """Return a halted account, or one strategy, to ACTIVE (authorised users only)."""
     payload = {k: v for k, v in (("reason", reason), ("strategy_id", strategy)) if v}
-    _send("resume_trading", payload, user=user, db=db, engine_id=engine_id, wait=wait)
+    _send("resume_trading", payload, user=user, users_file=users_file, db=db, engine_id=engine_id, wait=wait)
 
 
 # --- strategies ----------------------------------------------------------------------------------
@@ -350,6 +393,7 @@ def strategy_deploy(
     capital: Annotated[str | None, typer.Option(help="capital allocated to it")] = None,
     limit: Annotated[list[str] | None, typer.Option("--limit", help="per-strategy limit NAME=VALUE (repeatable)")] = None,
     user: User = None,
+    users_file: UsersFile = None,
     wait: Wait = 5.0,
     engine_id: EngineId = "engine",
     db: Db = None,
@@ -362,7 +406,7 @@ def strategy_deploy(
         payload["capital"] = capital
     if limit:
         payload["limits"] = _pairs(limit, "--limit")
-    _send("strategy.deploy", payload, user=user, db=db, engine_id=engine_id, wait=wait)
+    _send("strategy.deploy", payload, user=user, users_file=users_file, db=db, engine_id=engine_id, wait=wait)
 
 
 @strategy_app.command("pause")
@@ -370,24 +414,26 @@ def strategy_pause(
     strategy_id: Annotated[str, typer.Argument(help="the deployment's id")],
     cancel_orders: Annotated[bool, typer.Option("--cancel-orders", help="also cancel its open orders")] = False,
     user: User = None,
+    users_file: UsersFile = None,
     wait: Wait = 5.0,
     engine_id: EngineId = "engine",
     db: Db = None,
 ) -> None:
     """No more bars or new orders for the strategy; open orders stay unless --cancel-orders."""
-    _send("strategy.pause", {"strategy_id": strategy_id, "cancel_open_orders": cancel_orders}, user=user, db=db, engine_id=engine_id, wait=wait)
+    _send("strategy.pause", {"strategy_id": strategy_id, "cancel_open_orders": cancel_orders}, user=user, users_file=users_file, db=db, engine_id=engine_id, wait=wait)
 
 
 @strategy_app.command("resume")
 def strategy_resume(
     strategy_id: Annotated[str, typer.Argument(help="the deployment's id")],
     user: User = None,
+    users_file: UsersFile = None,
     wait: Wait = 5.0,
     engine_id: EngineId = "engine",
     db: Db = None,
 ) -> None:
     """Bars and orders again for a paused strategy."""
-    _send("strategy.resume", {"strategy_id": strategy_id}, user=user, db=db, engine_id=engine_id, wait=wait)
+    _send("strategy.resume", {"strategy_id": strategy_id}, user=user, users_file=users_file, db=db, engine_id=engine_id, wait=wait)
 
 
 @strategy_app.command("stop")
@@ -395,12 +441,13 @@ def strategy_stop(
     strategy_id: Annotated[str, typer.Argument(help="the deployment's id")],
     flatten: Annotated[bool, typer.Option("--flatten", help="also close its positions")] = False,
     user: User = None,
+    users_file: UsersFile = None,
     wait: Wait = 5.0,
     engine_id: EngineId = "engine",
     db: Db = None,
 ) -> None:
     """Stop a strategy for good (its open orders are cancelled)."""
-    _send("strategy.stop", {"strategy_id": strategy_id, "flatten": flatten}, user=user, db=db, engine_id=engine_id, wait=wait)
+    _send("strategy.stop", {"strategy_id": strategy_id, "flatten": flatten}, user=user, users_file=users_file, db=db, engine_id=engine_id, wait=wait)
 
 
 @strategy_app.command("list")
@@ -426,6 +473,7 @@ def order_submit(
     trigger_price: Annotated[str | None, typer.Option("--trigger", help="stop trigger price")] = None,
     tif: Annotated[str, typer.Option("--tif", help="DAY, GTC, IOC or FOK")] = "GTC",
     user: User = None,
+    users_file: UsersFile = None,
     wait: Wait = 5.0,
     engine_id: EngineId = "engine",
     db: Db = None,
@@ -443,19 +491,20 @@ def order_submit(
         payload["price"] = price
     if trigger_price is not None:
         payload["trigger_price"] = trigger_price
-    _send("order.submit", payload, user=user, db=db, engine_id=engine_id, wait=wait)
+    _send("order.submit", payload, user=user, users_file=users_file, db=db, engine_id=engine_id, wait=wait)
 
 
 @order_app.command("cancel")
 def order_cancel(
     order_id: Annotated[str, typer.Argument(help="the client order id")],
     user: User = None,
+    users_file: UsersFile = None,
     wait: Wait = 5.0,
     engine_id: EngineId = "engine",
     db: Db = None,
 ) -> None:
     """Ask the venue to cancel an open order."""
-    _send("order.cancel", {"order_id": order_id}, user=user, db=db, engine_id=engine_id, wait=wait)
+    _send("order.cancel", {"order_id": order_id}, user=user, users_file=users_file, db=db, engine_id=engine_id, wait=wait)
 
 
 @order_app.command("list")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from qlcore.control.commands import Command
+from qlcore.control.identity import NOT_AUTHORISED
 from qlcore.control.priority import FENCING, Fences
 from qlcore.engine.approvals import check_job_deployment
 from qlcore.engine.kernel import OrderError
@@ -58,8 +59,18 @@ class CommandHandlers:
         }
 
     def handle(self, command: Command) -> tuple[bool, str]:
-        """Act on one command; return (accepted, reason or result) after recording the outcome."""
+        """Act on one command; return (accepted, reason or result) after recording the outcome.
+
+        First the gatekeeper: a command whose credential does not prove its sender, or whose sender
+        lacks the role (a job: the scope) its kind needs, is refused before anything else looks at it,
+        and sets no fence."""
         engine = self.engine
+        verdict = engine.gatekeeper.verify(command.kind, command.signed_payload(), command.user, command.target,
+                                           command.credential)
+        if verdict.reason is not None:
+            reason = NOT_AUTHORISED + verdict.reason
+            engine.complete(command, False, reason, signer=verdict.signer, proven=verdict.proven)
+            return False, reason
         try:
             handler = self._handlers.get(command.kind)
             if handler is None:
@@ -82,7 +93,7 @@ class CommandHandlers:
             engine.alert("error", "commands", f"command {command.id} ({command.kind}) failed: {reason}")
         if command.kind in FENCING:
             self.fences.record(command.id, command.kind, command.payload)
-        engine.complete(command, accepted, reason)
+        engine.complete(command, accepted, reason, signer=verdict.signer)
         return accepted, reason
 
     # --- strategies -------------------------------------------------------------------------------

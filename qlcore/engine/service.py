@@ -45,7 +45,9 @@ from qlcore.audit.recorder import AuditRecorder
 from qlcore.brokers.paper import PaperVenue
 from qlcore.brokers.simulated import FillModel
 from qlcore.control.commands import Command, CommandQueue
+from qlcore.control.identity import NOT_AUTHORISED, Gatekeeper
 from qlcore.control.priority import HALT, PRIORITY, PRIORITY_LANES
+from qlcore.control.users import USERS_FILE, UsersDirectory
 from qlcore.data.conditions import RegimeConfig, VolatilityMonitor
 from qlcore.data.feed import Feed, FeedClock, ReplayFeed, SyntheticIntradayFeed, WallFeedClock
 from qlcore.data.quality import IngestionGate, QualityConfig
@@ -147,6 +149,7 @@ class EngineConfig:
     feed_stale_s: float = 5.0  # wall seconds without a bar (beyond one feed step) before an alert
     feed_reduce_s: float = 30.0  # ... before the account goes REDUCING (ACTIVE again at the next bar)
     feed_calendar: str | None = None  # an exchange whose sessions alone count (a live feed); None: all hours
+    users_file: Path | None = None  # whose commands are believed: public keys and roles (default: data folder)
     demo: bool = False
     exit_when_done: bool = False  # stop when the feed is exhausted and no command is pending
     max_steps: int | None = None  # stop after this many feed steps (tests)
@@ -179,6 +182,10 @@ class EngineConfig:
     @property
     def resolved_venue_path(self) -> Path:
         return self.venue_path or project_data_dir() / f"paper-venue-{self.engine_id}.sqlite"
+
+    @property
+    def resolved_users_file(self) -> Path:
+        return self.users_file or project_data_dir() / USERS_FILE
 
     @property
     def stream(self) -> str:
@@ -219,6 +226,9 @@ class EngineService:
         self.checkpointer: Checkpointer | None = None
         self.store = EventStore(engine=self.db)
         self.queue = CommandQueue(engine=self.db)
+        # every command's credential is verified against the users file, re-read when it changes: no
+        # command acts without a proven sender holding the role its kind needs (qlcore.control.identity)
+        self.gatekeeper = Gatekeeper(UsersDirectory(config.resolved_users_file))
         self.lease = EngineLease(self.db, config.engine_id, "paper")
         self.instruments = {s: Instrument(s) for s in config.symbols}
         self.clock = BacktestClock(0)
@@ -336,7 +346,12 @@ class EngineService:
         rebuilt = rebuild(self)
         self.resume_ts = rebuilt.resume_ts
         # protective commands handled before the crash still supersede the commands sent before them
-        self.handlers.fences.record_all(self.queue.fences_since_oldest_pending(self.config.engine_id))
+        # (not those refused unproven: a forged halt must not fence off the commands before it)
+        self.handlers.fences.record_all([c for c in self.queue.fences_since_oldest_pending(self.config.engine_id)
+                                         if not (c.reason or "").startswith(NOT_AUTHORISED)])
+        # a credential already acted on is refused if sent again, across the restart too
+        self.gatekeeper.remember(self.queue.credentials_since(time.time_ns() - int(self.gatekeeper.fresh_s * 1e9),
+                                                              target=self.config.engine_id))
         fresh = rebuilt.events == 0
         # lifecycle and limit changes from now on go to the log, everything to the audit trail
         self.manager.event_listeners.append(self.writer.append)
@@ -696,16 +711,21 @@ class EngineService:
                 raise
             log.debug("heartbeat not written: %s", describe(exc, self.url))
 
-    def complete(self, command: Command, accepted: bool, reason: str) -> None:
-        """Record a command's outcome in the log (with the events its action produced) and the audit trail."""
+    def complete(self, command: Command, accepted: bool, reason: str, *, signer: str | None = None,
+                 proven: bool = True) -> None:
+        """Record a command's outcome in the log (with the events its action produced) and the audit trail.
+
+        The audit entry names who signed it (`signer`) beside the user it claims; a command whose
+        credential did not verify (`proven` False) is recorded under ``unverified:<claimed user>``."""
         self.counters.commands += 1
         self.counters.last_command_id = max(self.counters.last_command_id, command.id)
         self.kernel.emit(CommandCompleted(self.clock.now, command.id, command.kind, command.user, accepted, reason))
         outcome = ("accepted: " if accepted else "refused: ") + reason
         params = {**command.payload, "command_id": command.id}
         self.audit.log.record(
-            f"user:{command.user}", f"command.{command.kind}", _command_subject(self.audit, params),
-            {"params": params, "outcome": outcome}, ts=self.clock.now,
+            f"{'user' if proven else 'unverified'}:{command.user}", f"command.{command.kind}",
+            _command_subject(self.audit, params),
+            {"params": params, "outcome": outcome, "signer": signer, "claimed_user": command.user}, ts=self.clock.now,
         )
 
     def _poll_bars(self) -> int:

@@ -13,6 +13,12 @@ running beside a run of itself that still lives.
 Secrets reach a job through the environment only: the child inherits it, parameters that look
 like secrets are refused, and the values of secret-named variables are blanked out of the output
 notebook and the run record should a notebook print or raise them.
+
+Each attempt gets its own credential for the engine (`_run_signer`): a new one-run key, in a 0600
+file in the run's folder (gone with the folder, and blanked out of the outputs like the other
+secrets), and the scheduler's signed grant for it, scoped to the job's strategy and symbols and its
+approved hash, valid for the run's timeout and a margin. The kernel finds them through
+``QLCORE_RUN_KEY_FILE`` and ``QLCORE_JOB_GRANT`` (`qlcore.control.keys.signer_from_env`).
 """
 from __future__ import annotations
 
@@ -22,16 +28,32 @@ import shutil
 import signal
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, delete, insert, select, update
 
+from qlcore.control.identity import JobSigner
+from qlcore.control.keys import (
+    JOB_GRANT_ENV,
+    RUN_KEY_FILE_ENV,
+    SCHEDULER_SERVICE,
+    issue_service_key,
+    job_signer,
+)
+from qlcore.control.users import USERS_FILE, UserStore
 from qlcore.ops.auditing import audit
 from qlcore.ops.controls import is_paused
-from qlcore.ops.notebooks import SECRET_NAME, ParameterError, check_not_secret, notebook_hash
+from qlcore.ops.notebooks import (
+    SECRET_NAME,
+    ParameterError,
+    check_not_secret,
+    inspect_notebook,
+    notebook_hash,
+)
 from qlcore.ops.runner import (
     FAILED,
     SUCCEEDED,
@@ -56,6 +78,8 @@ RUNNING, REFUSED = "running", "refused"
 ALERT_STATUSES = (FAILED, TIMEOUT, REFUSED)
 REDACTED = "***"
 WORK_DIR = ".work"  # data/runs/.work/<run id>/: a run's spec, stderr and outcome while it is in progress
+RUN_KEY_FILE = "run.key"  # in the run's folder: its one-run signing key (0600)
+GRANT_MARGIN_S = 120  # a run's grant outlives its timeout by this (its last commands may still be waiting)
 _UNRECORDED_S = 60.0  # a run row gets its process row within this (only starting the child lies between)
 
 
@@ -156,13 +180,37 @@ def _attempt(engine: Engine, record: ScheduleRecord, attempt: int, trigger: str,
     env = dict(os.environ)
     # the job's commands go to the store this run is recorded in (a URL the child reads from its environment)
     env["QLCORE_DB_URL"] = engine.url.render_as_string(hide_password=False)
+    signer = _run_signer(engine, actor, record, params, code_hash, data_dir)
+    key_file = workdir / RUN_KEY_FILE
+    signer.key.save(key_file)
+    env[RUN_KEY_FILE_ENV], env[JOB_GRANT_ENV] = str(key_file), orjson.dumps(asdict(signer.grant)).decode()
     nb = record.notebook_path
     try:
         outcome = run_notebook(NotebookRun(nb, output, params, nb.parent, record.timeout_s), workdir, env=env,
                                on_start=lambda pid: _record_process(engine, run_id, pid, workdir))
     except OSError as exc:  # the child could not be started: stored as a failed run, not left "running"
         outcome = Outcome(FAILED, f"could not start the run's process: {exc}")
-    return finish_run(engine, run_id, outcome, actor)
+    try:
+        return finish_run(engine, run_id, outcome, actor)
+    finally:
+        key_file.unlink(missing_ok=True)
+
+
+def _run_signer(engine: Engine, actor: str, record: ScheduleRecord, params: dict[str, Any], code_hash: str,
+                data_dir: Path) -> JobSigner:
+    """A one-run key with the scheduler's grant: the job's strategy and symbols (its parameters over the
+    notebook's defaults), its approved hash, for the run's timeout and a margin."""
+    users = UserStore(Path(data_dir) / USERS_FILE,  # a scheduler key made here (first run) is audited
+                      on_change=lambda action, name, details: audit(engine, actor, action, f"user/{name}", details))
+    issuer = issue_service_key(users, SCHEDULER_SERVICE, issues_grants=True)
+    values = {**inspect_notebook(record.notebook_path).defaults, **params}
+    strategies = [str(values["strategy_id"])] if values.get("strategy_id") else []
+    symbols = values.get("symbols") or []
+    if isinstance(symbols, str):  # as papermill may pass a list: JSON text, or "A,B"
+        text = symbols.strip()
+        symbols = json.loads(text) if text.startswith("[") else [p.strip() for p in text.split(",") if p.strip()]
+    return job_signer(issuer, record.job_id, strategies=strategies, symbols=[str(s) for s in symbols],
+                      code_hash=code_hash, valid_s=record.timeout_s + GRANT_MARGIN_S)
 
 
 def _record_process(engine: Engine, run_id: str, pid: int, workdir: Path) -> None:
@@ -184,7 +232,7 @@ def finish_run(engine: Engine, run_id: str, outcome: Outcome, actor: str) -> Job
     failing_cell, cell_error = _failure(output, interrupted=status != SUCCEEDED)
     if status == FAILED and cell_error:
         error = cell_error
-    secrets = secret_values()
+    secrets = secret_values() + _run_key(engine, run_id)
     kept = output is not None and output.is_file()
     if kept:
         assert output is not None
@@ -210,6 +258,15 @@ def finish_run(engine: Engine, run_id: str, outcome: Outcome, actor: str) -> Job
               {"run_id": run_id, "attempt": run.attempt, "failing_cell": failing_cell, "error": values["error"],
                "output_path": values["output_path"]})
     return get_run(run_id, db=engine)
+
+
+def _run_key(engine: Engine, run_id: str) -> list[str]:
+    """The run's private key (from its folder), to blank out of its outputs like the other secrets."""
+    with engine.connect() as conn:
+        workdir = conn.execute(select(job_run_processes.c.workdir)
+                               .where(job_run_processes.c.run_id == run_id)).scalar_one_or_none()
+    file = Path(workdir) / RUN_KEY_FILE if workdir else None
+    return [file.read_text().strip()] if file is not None and file.is_file() else []
 
 
 def _refused(engine: Engine, record: ScheduleRecord, trigger: str, actor: str, params: dict[str, Any],

@@ -24,6 +24,8 @@ from typing import Any
 from apscheduler.triggers.base import BaseTrigger  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
+from qlcore.control.keys import SCHEDULER_SERVICE, issue_service_key
+from qlcore.control.users import USERS_FILE, UserStore
 from qlcore.ops.auditing import audit
 from qlcore.ops.controls import paused_jobs
 from qlcore.ops.lease import Lease
@@ -189,6 +191,11 @@ class JobScheduler:
         except BaseException:
             restore()
             raise
+        # the key that grants each run its credential for the engine: made and registered on first use
+        users = UserStore((self.config.data_dir or project_data_dir()) / USERS_FILE,
+                          on_change=lambda action, name, details: audit(self.engine, "scheduler", action, f"user/{name}",
+                                                                         details))
+        issue_service_key(users, SCHEDULER_SERVICE, issues_grants=True)
         in_progress = self.settle()  # runs a killed scheduler or a run-now left running that still live
         audit(self.engine, "scheduler", "scheduler.started", "scheduler",
               {"pid": self.lease.pid, "host": self.lease.host, "schedules": str(self.config.schedules_dir),

@@ -93,9 +93,37 @@ def connect(url: str | None = None, *, create: bool = True) -> Engine:
         engine = create_engine(url, pool_pre_ping=True)
     if create:
         metadata.create_all(engine)
+        _add_missing_columns(engine)
         _add_missing_indexes(engine)
     _ENGINES[url] = engine
     return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Columns declared since a store's tables were made (`create_all` adds none to existing tables).
+
+    Only nullable columns without a default are ever added (the rows already stored get NULL, which
+    the code reads as "from before"); a missing column of another kind is refused, naming it."""
+    inspector = inspect(engine)
+    for table in metadata.sorted_tables:
+        have = {c["name"] for c in inspector.get_columns(table.name, schema=table.schema)}
+        missing = [c for c in table.columns if c.name not in have]
+        if not missing:
+            continue
+        for column in missing:
+            if not column.nullable or column.server_default is not None:
+                raise RuntimeError(f"store {engine.url.render_as_string(hide_password=True)}: table {table.name} lacks "
+                                   f"column {column.name}, which cannot be added in place; migrate the store first")
+        preparer = engine.dialect.identifier_preparer
+        for column in missing:
+            kind = column.type.compile(dialect=engine.dialect)
+            try:
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(f"ALTER TABLE {preparer.format_table(table)} "
+                                         f"ADD COLUMN {preparer.format_column(column)} {kind}")
+            except Exception:  # another process upgrading the same store at the same moment
+                if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name, schema=table.schema)}:
+                    raise
 
 
 def _add_missing_indexes(engine: Engine) -> None:

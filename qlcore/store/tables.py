@@ -111,9 +111,14 @@ commands = Table(
     Column("ts_taken", BigInteger),
     Column("ts_completed", BigInteger),
     Column("reason", Text),
+    # the sender's proof (qlcore.control.identity.Credential as JSON) and its nonce: a copy of a signed
+    # row cannot even be stored twice (older rows, from before commands were signed, have neither)
+    Column("credential", Text),
+    Column("nonce", String(64)),
     Index("ix_commands_target_status_id", "target", "status", "id"),
     Index("ix_commands_target_status_kind_id", "target", "status", "kind", "id"),  # the priority lanes
     Index("ix_commands_target_user_status_ts", "target", "user", "status", "ts_submitted"),  # per-client bounds
+    Index("uq_commands_nonce", "nonce", unique=True),  # a replayed credential is refused at the insert
     sqlite_autoincrement=True,
 )
 

@@ -8,10 +8,15 @@ action needs and the role the user has. The widgets of a page only call `Actions
 the user the session's own login cookie proves at that moment (`Logins.current_user`: not the
 cookies copied into the session token, never the browser's data) and sends the command to the
 engine the page shows; `run_everywhere` (an admin's) sends it to every engine of the desk.
+
+Each command is signed by the desk service's key for the user proven here (`perform`'s `user`, which
+the server takes only from the session's login): the engine verifies that signature and checks the
+user's role once more. The desk key may sign for any user, so it is the server's trust: it signs
+only for the user whose login it has just checked (docs/security.md).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +30,7 @@ from qlcore.control.commands import (
     canonical_payload,
     redacted,
 )
+from qlcore.control.identity import Signer
 from qlcore.control.users import Role, UserStore
 from qlcore.ui.sessions import Logins
 
@@ -75,11 +81,14 @@ def allowed(role: Role | None, kind: str) -> bool:
 class Actions:
     """The one way the dashboards act: `perform(kind, payload, user=...)`, or `run` for the session's user."""
 
-    def __init__(self, engine: Engine, users: UserStore, *, logins: Logins | None = None, target: str = "engine") -> None:
+    def __init__(self, engine: Engine, users: UserStore, *, logins: Logins | None = None, target: str = "engine",
+                 signer: Signer | None = None) -> None:
         self.engine = engine
         self.users = users
         self.logins = logins
-        self.queue = CommandQueue(engine=engine)
+        # the desk service's key (qlcore.control.keys.DESK_SERVICE) signs each command for the user this
+        # server proved; the engine checks that signature and the user's role again
+        self.queue = CommandQueue(engine=engine, signer=signer)
         self.target = target
 
     def perform(self, kind: str, payload: Mapping[str, Any], *, user: str | None,
@@ -141,6 +150,15 @@ class Actions:
     def _audit(self, user: str, action: str, kind: str, params: Any, target: str, extra: dict[str, Any]) -> AuditEntry:
         subject = f"{target}/{params['order_id']}" if isinstance(params, dict) and params.get("order_id") else f"command/{kind}"
         return audit_append(self.engine, f"user:{user}", action, subject, {"action": kind, "params": params, **extra})
+
+
+def audit_user_changes(engine: Callable[[], Engine], actor: str) -> Callable[[str, str, dict], None]:
+    """A `UserStore` ``on_change``: every change of a user, role, key or service becomes an audit entry
+    by `actor` (the OS user running the CLI, the server or the scheduler), on the store `engine()` opens."""
+    def record(action: str, name: str, details: dict) -> None:
+        audit_append(engine(), actor, action, f"user/{name}", details)
+
+    return record
 
 
 def audit_append(engine: Engine, actor: str, action: str, subject: str, details: dict[str, Any]) -> AuditEntry:

@@ -17,10 +17,15 @@ PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="read the 
 
 
 def _store(users_file: Path | None):  # -> UserStore, imported on use
-    from qlcore.control.users import USERS_FILE, UserStore
-    from qlcore.store.db import project_data_dir
+    """The users file; each change is audited as the OS user running the command (``os:<login>``)."""
+    import getpass
 
-    return UserStore(users_file or project_data_dir() / USERS_FILE)
+    from qlcore.control.users import USERS_FILE, UserStore
+    from qlcore.store.db import connect, project_data_dir
+    from qlcore.ui.actions import audit_user_changes
+
+    return UserStore(users_file or project_data_dir() / USERS_FILE,
+                     on_change=audit_user_changes(connect, f"os:{getpass.getuser()}"))
 
 
 def _password(from_stdin: bool) -> str:

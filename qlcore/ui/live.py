@@ -18,6 +18,7 @@ from typing import Any
 import param
 from sqlalchemy import Engine
 
+from qlcore.control.keys import DESK_SERVICE, issue_service_key
 from qlcore.control.users import Role, UserStore
 from qlcore.ui.actions import Actions
 from qlcore.ui.readmodel import EngineView, ReadModel
@@ -52,7 +53,10 @@ class AppContext:
         """The context of a server; without `cookie_secret` nobody can log in, so its pages are read-only."""
         users = UserStore(users_file)
         logins = Logins(users, cookie_secret)
-        return cls(ReadModel(engine=engine), Actions(engine, users, logins=logins), users, logins, engine_id, period_ms)
+        # a server that can log users in signs their actions with the desk service's key (made on first use)
+        desk = None if cookie_secret is None else issue_service_key(users, DESK_SERVICE, acts_for_users=True)
+        return cls(ReadModel(engine=engine), Actions(engine, users, logins=logins, signer=desk), users, logins,
+                   engine_id, period_ms)
 
     def rendered(self, key: str, view: EngineView | None, render: Callable[[EngineView | None], str]) -> str:
         """`render(view)`, computed once per snapshot version and shared by every session of the server."""

@@ -10,6 +10,7 @@ and its cookies are Secure.
 """
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qlcore.control.keys import DESK_SERVICE, issue_service_key
 from qlcore.control.users import USERS_FILE, UserStore, cookie_secret, ensure_admin
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -70,6 +72,7 @@ def apps(context: Any) -> dict[str, Callable[[], Any]]:
 def serve(config: ServeConfig, *, echo: Callable[[str], None] = print, start: bool = True) -> Any:
     """Prepare users and secrets, then serve the dashboards (blocks while `start`); the Bokeh server."""
     from qlcore.store.db import connect, project_data_dir
+    from qlcore.ui.actions import audit_user_changes
     from qlcore.ui.live import AppContext
     from qlcore.ui.login import Doors, auth_provider, security_headers
     from qlcore.ui.sessions import LOGIN_COOKIE
@@ -77,8 +80,10 @@ def serve(config: ServeConfig, *, echo: Callable[[str], None] = print, start: bo
 
     data_dir = config.data_dir or project_data_dir()
     users_file = config.users_file or data_dir / USERS_FILE
-    users = UserStore(users_file)
+    # the first admin and the desk's own key are audited as the OS user who runs the server
+    users = UserStore(users_file, on_change=audit_user_changes(lambda: connect(config.url), f"os:{getpass.getuser()}"))
     password = ensure_admin(users)
+    issue_service_key(users, DESK_SERVICE, acts_for_users=True)  # the key that signs the users' actions
     if password is not None:
         echo(f"first run: created user 'admin' with password {password}")
         echo(f"  (also in {users_file.parent / 'initial-admin-password'}, mode 0600; change it: qlcore users passwd admin)")

@@ -204,6 +204,7 @@ def test_websockets_from_another_origin_are_refused(desk) -> None:
 def test_fills_stream_into_the_blotter_while_its_tab_is_open(desk, browser, artifacts) -> None:
     from pathlib import Path
 
+    from qlcore.control.keys import DESK_SERVICE, issue_service_key
     from qlcore.control.users import UserStore
     from qlcore.store.db import connect
     from qlcore.ui.actions import Actions
@@ -211,7 +212,9 @@ def test_fills_stream_into_the_blotter_while_its_tab_is_open(desk, browser, arti
     page = login(browser, desk.base, "tina", PASSWORDS["tina"])
     page.locator(".bk-tab", has_text="Fills").click()
     expect(page.locator(".tabulator").first).to_be_visible(timeout=WAIT)
-    actions = Actions(connect(desk.url), UserStore(Path(desk.data_dir) / "users.toml"))
+    users = UserStore(Path(desk.data_dir) / "users.toml")
+    actions = Actions(connect(desk.url), users,  # signed by the desk's key, as the server signs
+                      signer=issue_service_key(users, DESK_SERVICE, acts_for_users=True))
     result = actions.perform("order.submit", {"strategy_id": "demo-sma-aapl", "symbol": "AAPL", "side": "BUY",
                                               "quantity": "7"}, user="tina")
     order_id = _wait_order_id(desk, result.command_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from signed import signer
 from sqlalchemy import update
 
 from qlcore.control.commands import Command, CommandQueue
@@ -65,7 +66,7 @@ def feed_bars(engine: EngineService, start: int, n: int, symbols: tuple[str, ...
 
 def command(engine: EngineService, user: str, kind: str, payload: dict[str, Any], turns: int = 2) -> Command:
     """Send one command through the command table; the engine's outcome after `turns` turns."""
-    queue = CommandQueue(engine.url)
+    queue = CommandQueue(engine.url, signer=signer())
     cid = queue.submit(user, kind, payload, target=TARGET)
     for _ in range(turns):
         engine.step()

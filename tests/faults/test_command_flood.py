@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from signed import signer
 from sqlalchemy import Engine, create_engine
 
 from qlcore.control.commands import CommandLimits, CommandQueue
@@ -120,7 +121,7 @@ def test_a_halt_behind_a_flood_of_orders_goes_first_and_no_order_is_accepted_aft
     engine.start()
     loop = GatedLoop(engine)
     clients_db = _clients_engine(url)
-    queue = CommandQueue(engine=clients_db, limits=CommandLimits(max_pending=0, max_per_s=0))
+    queue = CommandQueue(engine=clients_db, signer=signer(), limits=CommandLimits(max_pending=0, max_per_s=0))
     loop.thread.start()
     try:
         loop.release()

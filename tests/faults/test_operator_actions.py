@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 from engine_rig import STREAM, command, feed_bars, start_engine
+from signed import signer
 
 from qlcore.audit.log import AuditLog
+from qlcore.control.keys import provision
 from qlcore.engine.service import EngineService
 from qlcore.events.facts import TradingModeChanged
 from qlcore.events.store import EventStore
@@ -139,6 +141,7 @@ def test_the_cli_writes_the_operator_commands_with_their_options(args, kind, pay
 
     app = typer.Typer()
     register(app)
+    provision(signer().store, {"carol": "admin"})  # carol signs with her key file
     result = CliRunner().invoke(app, [*args, "--wait", "0", "--user", "carol", "--db", sqlite_url])
     assert result.exit_code == 0, result.output
     [sent] = CommandQueue(sqlite_url).pending("engine")

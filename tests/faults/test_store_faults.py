@@ -250,6 +250,11 @@ def test_halt_against_an_immutable_store_says_so_in_one_line(tmp_path, requireme
     assert "no engine" in _qlcore("status", data_dir=tmp_path).stderr  # the store is created
     files = [p for p in (store, Path(f"{store}-wal"), Path(f"{store}-shm")) if p.exists()]
     _chattr("+i", files)
+    from qlcore.control.keys import provision
+    from qlcore.control.users import UserStore
+    from qlcore.engine.cli import resolve_user
+
+    provision(UserStore(tmp_path / "users.toml"), {resolve_user(None): "admin"})  # the sender's own signing key
     try:
         proc = _qlcore("halt", "--reason", "test", data_dir=tmp_path)
     finally:

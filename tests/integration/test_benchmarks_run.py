@@ -28,10 +28,11 @@ def _run(script: str, *args: str, tmp_path: Path) -> dict:
 
 def test_engine_benchmark(tmp_path):
     r = _run("bench_engine.py", "--orders", "400", "--batch", "100", "--paced", "50", "--commands", "10",
-             "--steps", "20", "--realtime", "0", tmp_path=tmp_path)
+             "--checks", "20", "--steps", "20", "--realtime", "0", tmp_path=tmp_path)
     assert r["order path, sustained"]["orders"] == 400 and r["order path, sustained"]["filled"] == 400
     assert r["order path, paced"]["n"] == 50 and r["order path, paced, synchronous=NORMAL"]["n"] == 50
     assert r["command path, paced"]["n"] == 10
+    assert r["credential checks"]["verify_us"]["n"] == 20 and r["credential checks"]["sign_us"]["n"] == 20
     assert r["500 strategies, as fast as possible"]["steps"] == 20
 
 

@@ -27,6 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from signed import signer
 
 from qlcore.brokers.paper import PaperVenue
 from qlcore.control.commands import CommandQueue
@@ -95,7 +96,7 @@ def _crash_and_check(url: str, tmp_path: Path, kills: int, seed: int) -> dict[st
     venue_path = tmp_path / "venue.sqlite"
     rng = random.Random(seed)
     dispose_all()
-    queue = CommandQueue(url)
+    queue = CommandQueue(url, signer=signer())
     submitted: list[int] = []
     for n in range(kills):
         # commands arrive while the engine runs and while it is down

@@ -10,6 +10,9 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+from qlcore.control.keys import provision
+from qlcore.control.users import UserStore
+
 QLCORE = [str(Path(sys.executable).with_name("qlcore"))]  # the installed console script, as a user runs it
 
 
@@ -47,6 +50,7 @@ def _wait(env: dict[str, str], engine: subprocess.Popen, predicate, timeout: flo
 def test_engine_process_takes_cli_commands_and_reports_fills_and_positions(tmp_path: Path):
     env = {**os.environ, "QLCORE_DATA_DIR": str(tmp_path), "QLCORE_USER": "alice"}
     env.pop("QLCORE_DB_URL", None)
+    provision(UserStore(tmp_path / "users.toml"), {"alice": "admin", "risk-officer": "admin"})  # their signing keys
     log = (tmp_path / "engine.log").open("w")
     engine = subprocess.Popen(
         [*QLCORE, "engine", "--speed", "40", "--symbols", "AAPL,MSFT,IBM"],
@@ -111,6 +115,7 @@ def _held(snap: dict, strategy_id: str, symbol: str) -> Decimal:
 def test_halt_flatten_and_resume_trading_through_the_cli_on_an_engine_process(tmp_path: Path):
     env = {**os.environ, "QLCORE_DATA_DIR": str(tmp_path), "QLCORE_USER": "alice"}
     env.pop("QLCORE_DB_URL", None)
+    provision(UserStore(tmp_path / "users.toml"), {"alice": "admin", "risk-officer": "admin"})  # their signing keys
     risk = tmp_path / "risk.toml"
     risk.write_text('[modes]\nauthorised = ["risk-officer"]\n')
     log = (tmp_path / "engine.log").open("w")

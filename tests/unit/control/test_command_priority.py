@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from signed import signer
 from sqlalchemy import func, select
 
 from qlcore.audit.log import AuditLog
 from qlcore.audit.recorder import AuditRecorder
 from qlcore.control import CommandLimitError, CommandLimits, CommandQueue
+from qlcore.control.keys import provision
 from qlcore.control.priority import Fences
 from qlcore.store.db import dispose_all
 from qlcore.store.tables import audit_log
@@ -191,6 +193,7 @@ def test_the_cli_refuses_at_once_naming_the_bound_and_a_halt_still_goes_through(
     from qlcore.cli import app
 
     monkeypatch.setenv("QLCORE_COMMAND_MAX_PENDING", "1")
+    provision(signer().store, {"trader": "trader"})  # the sender's key file, where the CLI looks for it
     order = ["order", "submit", "--strategy", "desk", "--symbol", "AAPL", "--side", "BUY", "--qty", "1",
              "--user", "trader", "--wait", "0", "--db", sqlite_url]
     first = CliRunner().invoke(app, order)

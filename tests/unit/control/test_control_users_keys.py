@@ -92,3 +92,25 @@ def test_a_missing_key_says_where_it_looked_and_how_to_get_one(store: UserStore,
 def test_a_public_key_that_is_not_one_is_refused(store: UserStore) -> None:
     with pytest.raises(AuthError, match="64 lowercase hex"):
         store.set_key("alice", "not-a-key")
+
+
+def test_every_change_of_users_roles_keys_and_services_is_reported_with_no_secret(tmp_path) -> None:
+    from qlcore.control.keys import DESK_SERVICE, issue_service_key, issue_user_key
+    from qlcore.control.users import UserStore, ensure_admin
+
+    seen: list[tuple[str, str, dict]] = []
+    store = UserStore(tmp_path / "users.toml", on_change=lambda action, name, details: seen.append((action, name, details)))
+    password = ensure_admin(store)
+    store.add("alice", "viewer", "alice-password")
+    store.set_role("alice", "trader")
+    store.set_password("alice", "another-password")
+    issue_user_key(store, "alice")
+    issue_service_key(store, DESK_SERVICE, acts_for_users=True)
+    store.remove("alice")
+    assert [(a, n) for a, n, _ in seen] == [
+        ("users.add", "admin"), ("users.key", "admin"), ("users.add", "alice"), ("users.role", "alice"),
+        ("users.passwd", "alice"), ("users.key", "alice"), ("users.service", "desk"), ("users.remove", "alice")]
+    assert seen[3][2] == {"role": "trader", "was": "viewer"}
+    assert seen[6][2]["acts_for_users"] is True
+    text = repr(seen)
+    assert password is not None and password not in text and "another-password" not in text and "scrypt$" not in text

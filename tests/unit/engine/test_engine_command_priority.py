@@ -6,6 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from signed import signer
 
 from qlcore.control.commands import CommandLimits, CommandQueue
 from qlcore.engine.service import EngineConfig, EngineService
@@ -29,7 +30,7 @@ def rig(sqlite_url: str, tmp_path: Path):
     engine.start()
     for _ in range(3):
         engine.step()  # first bars: marks for every symbol
-    yield engine, CommandQueue(sqlite_url, limits=CommandLimits(max_pending=0, max_per_s=0))
+    yield engine, CommandQueue(sqlite_url, signer=signer(), limits=CommandLimits(max_pending=0, max_per_s=0))
     engine.shutdown()
 
 
@@ -108,7 +109,7 @@ def test_a_stop_sent_right_after_a_deploy_leaves_no_strategy_running(rig):
     deploy = queue.submit("quant", "strategy.deploy", {"strategy_id": "s1", "strategy": "sma_cross",
                                                        "params": {"fast": 2, "slow": 4}, "symbols": ["AAPL"]}, target=TARGET)
     order = queue.submit("quant", "order.submit", _order(strategy_id="s1"), target=TARGET)
-    stop = queue.submit("desk", "strategy.stop", {"strategy_id": "s1"}, target=TARGET)
+    stop = queue.submit("dealer", "strategy.stop", {"strategy_id": "s1"}, target=TARGET)
     engine.step()
     engine.step()
     done = _completions(engine)
@@ -122,14 +123,14 @@ def test_a_stop_sent_right_after_a_deploy_leaves_no_strategy_running(rig):
 
 def test_a_flatten_supersedes_orders_sent_before_it_in_its_scope_only(rig):
     engine, queue = rig
-    queue.submit("desk", "order.submit", _order(qty="5"), target=TARGET)
-    queue.submit("desk", "order.submit", _order("MSFT", qty="3"), target=TARGET)
+    queue.submit("dealer", "order.submit", _order(qty="5"), target=TARGET)
+    queue.submit("dealer", "order.submit", _order("MSFT", qty="3"), target=TARGET)
     for _ in range(3):
         engine.step()
     assert engine.kernel.state.position("desk", "AAPL") == Decimal(5)
-    more_aapl = queue.submit("desk", "order.submit", _order(qty="2"), target=TARGET)
-    more_msft = queue.submit("desk", "order.submit", _order("MSFT", qty="2"), target=TARGET)
-    flatten = queue.submit("desk", "flatten", {"symbol": "AAPL"}, target=TARGET)
+    more_aapl = queue.submit("dealer", "order.submit", _order(qty="2"), target=TARGET)
+    more_msft = queue.submit("dealer", "order.submit", _order("MSFT", qty="2"), target=TARGET)
+    flatten = queue.submit("dealer", "flatten", {"symbol": "AAPL"}, target=TARGET)
     for _ in range(3):
         engine.step()
     done = _completions(engine)
@@ -141,7 +142,7 @@ def test_a_flatten_supersedes_orders_sent_before_it_in_its_scope_only(rig):
 
 
 def test_a_restarted_engine_still_refuses_a_resume_sent_before_a_pause_it_handled(sqlite_url, tmp_path):
-    queue = CommandQueue(sqlite_url, limits=CommandLimits(max_pending=0, max_per_s=0))
+    queue = CommandQueue(sqlite_url, signer=signer(), limits=CommandLimits(max_pending=0, max_per_s=0))
     first = EngineService(_config(sqlite_url, tmp_path))
     first.start()
     deploy = queue.submit("quant", "strategy.deploy", {"strategy_id": "s1", "strategy": "sma_cross",
@@ -149,7 +150,7 @@ def test_a_restarted_engine_still_refuses_a_resume_sent_before_a_pause_it_handle
     first.step()
     assert _completions(first)[deploy][1].accepted
     resume = queue.submit("quant", "strategy.resume", {"strategy_id": "s1"}, target=TARGET)
-    pause = queue.submit("desk", "strategy.pause", {"strategy_id": "s1"}, target=TARGET)
+    pause = queue.submit("dealer", "strategy.pause", {"strategy_id": "s1"}, target=TARGET)
     first.step()  # a turn for the pause alone; the resume is still waiting when the engine stops
     assert queue.status(pause).status == "accepted" and queue.status(resume).status == "pending"
     first.shutdown()

@@ -6,6 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from signed import job_signer, signer
 
 from qlcore.control.commands import CommandQueue
 from qlcore.engine.service import EngineConfig, EngineService
@@ -28,7 +29,7 @@ def rig(sqlite_url: str, tmp_path: Path):
         )
     )
     engine.start()
-    queue = CommandQueue(sqlite_url)
+    queue = CommandQueue(sqlite_url, signer=signer())
     yield engine, queue
     engine.shutdown()
 
@@ -126,19 +127,19 @@ def test_lifecycle_through_commands_and_limits_apply_to_the_next_order(rig):
     deploy = {"strategy_id": "s1", "strategy": "sma_cross", "params": {"fast": 2, "slow": 4}, "symbols": ["AAPL"], "capital": "50000"}
     assert _send(engine, queue, "quant", "strategy.deploy", deploy).status == "accepted"
     assert _send(engine, queue, "quant", "strategy.deploy", deploy).reason == "strategy id 's1' is already deployed"
-    assert _send(engine, queue, "desk", "strategy.pause", {"strategy_id": "s1"}).status == "accepted"
+    assert _send(engine, queue, "dealer", "strategy.pause", {"strategy_id": "s1"}).status == "accepted"
     assert engine.manager.state("s1").value == "PAUSED"
-    again = _send(engine, queue, "desk", "strategy.pause", {"strategy_id": "s1"})
+    again = _send(engine, queue, "dealer", "strategy.pause", {"strategy_id": "s1"})
     assert again.status == "refused" and "cannot pause in state PAUSED" in again.reason
-    assert _send(engine, queue, "desk", "strategy.resume", {"strategy_id": "s1"}).status == "accepted"
-    assert _send(engine, queue, "desk", "strategy.stop", {"strategy_id": "s1", "flatten": True}).status == "accepted"
+    assert _send(engine, queue, "dealer", "strategy.resume", {"strategy_id": "s1"}).status == "accepted"
+    assert _send(engine, queue, "dealer", "strategy.stop", {"strategy_id": "s1", "flatten": True}).status == "accepted"
     assert engine.manager.state("s1").value == "STOPPED"
 
     limits = _send(engine, queue, "admin", "limits.set", {"limits": {"account": {"max_order_quantity": "5"}}, "reason": "tighten"})
     assert limits.status == "accepted"
-    over = _send(engine, queue, "desk", "order.submit", {"strategy_id": "d", "symbol": "AAPL", "side": "BUY", "quantity": "6"})
+    over = _send(engine, queue, "dealer", "order.submit", {"strategy_id": "d", "symbol": "AAPL", "side": "BUY", "quantity": "6"})
     assert over.status == "refused" and "max_order_quantity" in over.reason and "5" in over.reason
-    at = _send(engine, queue, "desk", "order.submit", {"strategy_id": "d", "symbol": "AAPL", "side": "BUY", "quantity": "5"})
+    at = _send(engine, queue, "dealer", "order.submit", {"strategy_id": "d", "symbol": "AAPL", "side": "BUY", "quantity": "5"})
     assert at.status == "accepted"
 
 
@@ -150,7 +151,7 @@ def test_commands_reach_an_engine_running_in_its_own_thread(sqlite_url, tmp_path
     engine.start()
     thread = threading.Thread(target=engine.run, daemon=True)
     thread.start()
-    queue = CommandQueue(sqlite_url)
+    queue = CommandQueue(sqlite_url, signer=signer())
     try:
         outcomes = []
         for _ in range(10):
@@ -191,7 +192,8 @@ def test_an_order_from_a_scheduled_job_carries_the_job_and_the_approved_hash(rig
     engine.step()
     payload = {"strategy_id": "rebalance-job", "symbol": "MSFT", "side": "BUY", "quantity": "4",
                "job_id": "daily-rebalance", "code_hash": "ab12cd34"}
-    ok = _send(engine, queue, "scheduler", "order.submit", payload)
+    queue.signer = job_signer("daily-rebalance", ["rebalance-job"], ["MSFT"], "ab12cd34")  # the run's own credential
+    ok = _send(engine, queue, "job:daily-rebalance", "order.submit", payload)
     order = engine.kernel.state.orders[ok.reason.split()[1]]
     assert order.tags == f"command:{ok.id} job:daily-rebalance hash:ab12cd34"
 

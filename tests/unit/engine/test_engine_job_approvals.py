@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from signed import job_signer
 from sqlalchemy import insert
 
 from qlcore.control.commands import CommandQueue
@@ -40,6 +41,7 @@ def _review(engine: EngineService, decision: str, limits: dict | None = None, su
 def _deploy(engine: EngineService, queue: CommandQueue, sid: str, **extra):
     payload = {"strategy_id": sid, "strategy": "sma_cross", "symbols": ["AAPL"], "job_id": "nightly",
                "code_hash": HASH, **extra}
+    queue.signer = job_signer("nightly", [sid], payload["symbols"], payload["code_hash"])  # as the scheduler grants a run
     cid = queue.submit("job:nightly", "strategy.deploy", payload, target=TARGET)
     engine.step()
     return queue.status(cid)

@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from signed import signer
 from sqlalchemy import update
 
 from qlcore.brokers.paper import PaperVenue
@@ -145,7 +146,7 @@ def test_a_position_break_blocks_trading_until_it_is_resolved(sqlite_url, tmp_pa
     blocked = _engine(sqlite_url, tmp_path)
     assert not blocked.reconciliation.passed and blocked.state == "blocked"
     assert "MSFT: log 0 venue -5" in blocked.reconciliation.summary()
-    queue = CommandQueue(sqlite_url)
+    queue = CommandQueue(sqlite_url, signer=signer())
     cid = queue.submit("alice", "order.submit", {"strategy_id": "m", "symbol": "AAPL", "side": "BUY", "quantity": "1"}, target="t")
     blocked.step()
     cmd = queue.status(cid)

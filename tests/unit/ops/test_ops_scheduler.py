@@ -152,8 +152,9 @@ def test_template_notebook_submitted_approved_and_fired_queues_its_decision_for_
     assert read_records(out)["commands"] == [command.id]
 
     # the paper engine takes the job's command and deploys the strategy it names
+    # it verifies the run's credential against the users file where the scheduler registered its key
     engine = EngineService(EngineConfig(url=url, venue_path=tmp_path / "venue.sqlite", speed=1000.0,
-                                        command_poll_s=0.0))
+                                        command_poll_s=0.0, users_file=tmp_path / "users.toml"))
     engine.start()
     try:
         for _ in range(3):
