@@ -49,12 +49,26 @@ def services(port: int, speed: float) -> list[Service]:
     ]
 
 
+def _prepare_users(echo: Callable[[str], None]) -> None:
+    """The first-run admin and the demo job's author and reviewer, made before any service starts (no race)."""
+    from qlcore.control.users import USERS_FILE
+    from qlcore.ops.demo import demo_identities
+    from qlcore.store.db import project_data_dir
+
+    users_file = project_data_dir() / USERS_FILE
+    password = demo_identities(users_file)[2]
+    if password is not None:
+        echo(f"first run: created user 'admin' with password {password}")
+        echo(f"  (also in {users_file.parent / 'initial-admin-password'}, mode 0600; change it: qlcore users passwd admin)")
+
+
 def run_up(*, port: int = 5006, speed: float = 5.0, demo_backtests: bool = True, echo: Callable[[str], None] = print) -> int:
     if demo_backtests:
         from qlcore.demo import run_demo
 
         run_demo(echo=echo)
         echo("")
+    _prepare_users(echo)
     stop = threading.Event()
 
     def handler(signum: int, _frame: object) -> None:
