@@ -16,6 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from signed_jobs import add_user, keys
 from sqlalchemy import insert
 
 from qlcore.audit.log import AuditLog
@@ -47,7 +48,6 @@ from qlcore.ops.submissions import (
 from qlcore.store.db import connect
 from qlcore.store.liveness import pid_alive
 from qlcore.store.tables import signed_reviews, submissions
-from signed_jobs import add_user, keys
 
 PARAMS = 'fast = 10\nlabel = "demo"\nrate = 0.5\nsymbols = ["IBM"]\nfail = False\n'
 BODY = (
