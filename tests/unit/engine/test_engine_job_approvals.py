@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from signed_jobs import keys
 from sqlalchemy import insert
 
 from qlcore.control.commands import CommandQueue
@@ -14,7 +15,6 @@ from qlcore.control.identity import SigningKey
 from qlcore.control.reviews import SUBMISSION, review_body, store_signed, submission_body
 from qlcore.engine.service import EngineConfig, EngineService
 from qlcore.store.tables import submission_reviews, submissions
-from signed_jobs import keys
 
 TARGET = "jobs"
 HASH = "a" * 64
