@@ -94,7 +94,7 @@ def list_cmd(db: Db = None, schedules_dir: SchedulesDir = None) -> None:
 
     files = sorted(_schedules(schedules_dir).glob("*.toml"))
     if not files:
-        typer.echo("no jobs: approve a submission first (`qlcore approve SUBMISSION --reviewer NAME --schedule CRON`)")
+        typer.echo("no jobs: approve a submission first (`qlcore approve SUBMISSION --user NAME --schedule CRON`)")
         return
     paused = paused_jobs(db=db)
     for file in files:
