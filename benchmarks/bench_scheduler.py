@@ -31,10 +31,8 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
 from qlcore.audit.log import AuditLog
-from qlcore.ops.notebooks import notebook_hash
 from qlcore.ops.runs import list_runs
 from qlcore.ops.scheduler import JobScheduler, SchedulerConfig
-from qlcore.ops.schedules import ScheduleRecord, write_schedule
 from qlcore.store.db import dispose_all
 
 TARGET_OVERHEAD_S = 3.0
@@ -45,11 +43,11 @@ def _job(root: Path) -> None:
     cell.metadata["tags"] = ["parameters"]
     nb = root / "trivial.ipynb"
     nbformat.write(new_notebook(cells=[cell, new_code_cell("x + 1")]), nb)
-    write_schedule(root / "schedules", ScheduleRecord(
-        job_id="trivial", version=1, status="active", submission_id="bench", notebook=str(nb),
-        approved_hash=notebook_hash(nb), mode="paper", cron="0 3 * * *", reviewer="bench", author="bench",
-        approved_at="2026-01-01T00:00:00+00:00", trading_days_only=False, timeout_s=60,
-    ))
+    # approved for real (signed by a reviewer, copied read-only), skipping only the submission's run
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from signed_jobs import approved_job
+
+    approved_job(root, nb, "trivial", cron="0 3 * * *", trading_days_only=False, timeout_s=60)
 
 
 def _start(sched: JobScheduler) -> threading.Thread:

@@ -73,11 +73,14 @@ def prepare_users(echo: Callable[[str], None] = print) -> None:
         ensure_admin,
         user_key_file,
     )
+    from qlcore.ops.demo import demo_identities
     from qlcore.store.db import connect, project_data_dir
     from qlcore.ui.actions import audit_user_changes
 
     users_file = project_data_dir() / USERS_FILE
-    store = UserStore(users_file, on_change=audit_user_changes(connect, f"os:{getpass.getuser()}"))
+    on_change = audit_user_changes(connect, f"os:{getpass.getuser()}")
+    demo_identities(users_file, on_change=on_change)  # the admin, and the demo job's author and reviewer
+    store = UserStore(users_file, on_change=on_change)
     ensure_admin(store)
     admin = store.users().get("admin")
     if admin is not None and not admin.key:

@@ -1,25 +1,31 @@
 """A scheduled job's strategy runs only under its approval: the approved code, within the approved limits.
 
 A job's `strategy.deploy` names its job and the hash of the notebook that sent it. The engine reads
-the job's newest review decision from the store (`submission_reviews`, written by `qlcore approve`,
-`reject` and `revoke`) and refuses the deployment when there is no approval, when the newest decision
-is not an approval (revoked), or when the hash is not the approved one. The approved limits then bound
+the job's newest *signed* review decision from the store (`qlcore.control.reviews`, written by
+`qlcore approve` and `revoke`), verifies the reviewer's and the author's signatures against the
+public keys of the users file (and that the reviewer is a trader or admin other than the author),
+and refuses the deployment when there is no such approval, when the newest decision is not an
+approval (revoked), when a signature does not verify (a row written by hand), or when the hash is
+not the approved one. The approved limits then bound
 the deployment: `capital` caps its capital, and each strategy limit (`max_order_quantity`,
 `max_position`) applies, the tighter one where the command gives its own. They reach the risk chain as
 the deployment's limits, like any other.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
 
+from qlcore.control.reviews import APPROVED, REVOKED, ApprovalInvalid, verified_approval
+from qlcore.control.users import USERS_FILE
 from qlcore.model.money import to_decimal
-from qlcore.store.tables import submission_reviews, submissions
+from qlcore.store.db import project_data_dir
+from qlcore.store.tables import signed_reviews
 
 CAPITAL = "capital"
 
@@ -50,34 +56,37 @@ class JobApproval:
         return capital, out
 
 
-def job_approval(db: Engine, job_id: str) -> JobApproval | None:
-    """The newest review decision recorded for `job_id`, with its submission's code hash."""
-    r, s = submission_reviews.c, submissions.c
-    query = (
-        select(r.decision, r.limits, r.reviewer, s.code_hash)
-        .join(submissions, s.id == r.submission_id)
-        .where(r.job_id == job_id)
-        .order_by(r.id.desc())
-        .limit(1)
-    )
+def job_approval(db: Engine, job_id: str, users_file: Path | None = None) -> JobApproval | None:
+    """The newest signed decision recorded for `job_id`, verified; None when there is none.
+
+    `ApprovalInvalid` when the newest approval's signatures do not hold. `users_file` defaults to
+    ``users.toml`` in the data folder."""
+    c = signed_reviews.c
     with db.connect() as conn:
-        row = conn.execute(query).first()
-    if row is None:
+        kind = conn.execute(select(c.kind).where(c.job_id == job_id, c.kind.in_((APPROVED, REVOKED)))
+                            .order_by(c.id.desc()).limit(1)).scalar_one_or_none()
+    if kind is None:
         return None
-    return JobApproval(job_id, row.decision, row.code_hash, json.loads(row.limits or "{}"), row.reviewer)
+    if kind == REVOKED:
+        return JobApproval(job_id, REVOKED, "", {}, "")
+    body = verified_approval(db, job_id, users_file or project_data_dir() / USERS_FILE)
+    return JobApproval(job_id, APPROVED, body["code_hash"], dict(body["limits"]), body["reviewer"])
 
 
 def check_job_deployment(db: Engine, payload: Mapping[str, Any], capital: Decimal,
-                         limits: Mapping[str, Any]) -> tuple[Decimal, dict[str, Any]]:
+                         limits: Mapping[str, Any], users_file: Path | None = None) -> tuple[Decimal, dict[str, Any]]:
     """For a deployment sent by a job: its capital and limits bounded by the approval; `ApprovalRefused`
     when the approval does not cover it. A deployment sent by a person passes unchanged."""
     job_id = payload.get("job_id")
     if not job_id:
         return capital, dict(limits)
-    approval = job_approval(db, str(job_id))
+    try:
+        approval = job_approval(db, str(job_id), users_file)
+    except ApprovalInvalid as exc:
+        raise ApprovalRefused(f"job {job_id!r}: its approval does not hold: {exc}") from None
     if approval is None:
         raise ApprovalRefused(f"job {job_id!r} has no approval in the store: a job's strategy is deployed only "
-                              "under its approval (qlcore approve)")
+                              "under its signed approval (qlcore approve)")
     if approval.decision != "approved":
         raise ApprovalRefused(f"job {job_id!r} was {approval.decision} after its approval: it may not deploy")
     sent = payload.get("code_hash")

@@ -103,7 +103,7 @@ class CommandHandlers:
         symbols = p.get("symbols") or list(engine.config.symbols)
         # a job's deployment: only under its approval, within the approved capital and limits
         capital, limits = check_job_deployment(engine.db, p, to_decimal(p.get("capital") or engine.config.default_capital),
-                                               p.get("limits") or {})
+                                               p.get("limits") or {}, engine.config.resolved_users_file)
         strategy = engine.manager.deploy(
             p["strategy"],
             p.get("params") or {},

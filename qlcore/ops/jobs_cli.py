@@ -56,8 +56,16 @@ def scheduler_cmd(
 
     at_start = tuple(run_at_start or ())
     if demo:
-        from qlcore.ops.demo import DEMO_JOB, demo_schedules_dir, ensure_demo_job
+        from qlcore.control.users import USERS_FILE
+        from qlcore.ops.demo import DEMO_JOB, demo_identities, demo_schedules_dir, ensure_demo_job
+        from qlcore.store.db import project_data_dir
 
+        users_file = (data_dir or project_data_dir()) / USERS_FILE
+        password = demo_identities(users_file)[2]
+        if password is not None:
+            typer.echo(f"first run: created user 'admin' with password {password}")
+            typer.echo(f"  (also in {users_file.parent / 'initial-admin-password'}, mode 0600; change it: "
+                       "qlcore users passwd admin)")
         schedules_dir = schedules_dir or demo_schedules_dir(data_dir)
         record = ensure_demo_job(db=db, schedules_dir=schedules_dir, data_dir=data_dir)
         at_start += (DEMO_JOB,)
@@ -86,7 +94,7 @@ def list_cmd(db: Db = None, schedules_dir: SchedulesDir = None) -> None:
 
     files = sorted(_schedules(schedules_dir).glob("*.toml"))
     if not files:
-        typer.echo("no jobs: approve a submission first (`qlcore approve SUBMISSION --reviewer NAME --schedule CRON`)")
+        typer.echo("no jobs: approve a submission first (`qlcore approve SUBMISSION --user NAME --schedule CRON`)")
         return
     paused = paused_jobs(db=db)
     for file in files:

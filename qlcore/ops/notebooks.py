@@ -1,8 +1,18 @@
-"""What a submitted notebook is: its code hash and its declared parameters, and checks on values for them.
+"""What a submitted notebook is: its normalised hash and its declared parameters, and checks on values for them.
 
-The hash covers the code cells' sources only (line endings normalised), so a reviewer's approval
-survives a markdown edit or a re-run (outputs) but not a change to any code, the parameters
-cell included.
+`notebook_hash` covers everything in the notebook that decides what a run executes, and nothing
+that a re-run or a reader's view changes:
+
+* every cell's type and source (line endings normalised), in order: markdown and raw cells too,
+  since a raw or markdown cell turned into code (or back) changes what runs;
+* each cell's metadata except the keys in `DISPLAY_ONLY_METADATA`, so `tags` are covered
+  (``parameters``, ``skip-execution`` and ``raises-exception`` change which cells run and whether an
+  error stops the run) and so is any key an extension may act on; the excluded keys are how a cell
+  is shown (``collapsed``, ``scrolled``, ``jupyter.source_hidden``...) or what a past run recorded
+  (``execution`` timings, ``papermill`` status, ``ExecuteTime``);
+* the kernelspec's name and language (which kernel would run it).
+
+Outputs, execution counts, cell ids and the rest of the notebook's metadata are left out.
 """
 from __future__ import annotations
 
@@ -41,13 +51,46 @@ class NotebookParameters:
         return list(self.defaults)
 
 
-def _read(path: str | os.PathLike) -> Any:
+class NotANotebookError(ValueError):
+    """A file that is not a Jupyter notebook (nbformat 4 JSON); the message never quotes its content."""
+
+
+# cell metadata that only changes how a cell is shown, or records a past run: not part of the hash
+DISPLAY_ONLY_METADATA = frozenset({"collapsed", "scrolled", "jupyter", "editable", "deletable", "trusted",
+                                   "execution", "papermill", "ExecuteTime", "slideshow"})
+
+
+def parse_notebook(data: bytes, where: str | os.PathLike) -> Any:
+    """The notebook in `data`, or `NotANotebookError` naming the file and why (never quoting it)."""
     import nbformat
 
+    def refuse(why: str) -> NotANotebookError:
+        return NotANotebookError(f"{where} is not a Jupyter notebook: {why}; submit an .ipynb file "
+                                 "(nbformat 4 JSON)")
+
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise refuse("it is not UTF-8 text") from None
+    try:
+        raw = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise refuse("it is not JSON") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list) or raw.get("nbformat") != 4:
+        raise refuse("it is JSON but not nbformat 4 (no 'cells' list, or 'nbformat' is not 4)")
+    if not all(isinstance(c, dict) and c.get("cell_type") in ("code", "markdown", "raw") for c in raw["cells"]):
+        raise refuse("a cell is not a code, markdown or raw cell")
+    try:
+        return nbformat.reads(text, as_version=4)
+    except Exception:  # nbformat's messages may quote the file
+        raise refuse("nbformat cannot read it") from None
+
+
+def _read(path: str | os.PathLike) -> Any:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"notebook not found: {p}")
-    return nbformat.read(os.fspath(p), as_version=4)
+    return parse_notebook(p.read_bytes(), p)
 
 
 def _source(cell: Any) -> str:
@@ -56,23 +99,31 @@ def _source(cell: Any) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+def normalised_notebook(nb: Any) -> dict[str, Any]:
+    """What `notebook_hash` covers (see the module's docstring), as plain JSON values."""
+    spec = nb.get("metadata", {}).get("kernelspec", {}) or {}
+    cells = [{"type": c.get("cell_type"), "source": _source(c),
+              "metadata": {k: v for k, v in dict(c.get("metadata", {})).items() if k not in DISPLAY_ONLY_METADATA}}
+             for c in nb.cells]
+    return {"format": "qlcore-notebook/2", "kernel": {"name": spec.get("name", ""), "language": spec.get("language", "")},
+            "cells": cells}
+
+
+def notebook_digest(nb: Any) -> str:
+    data = json.dumps(normalised_notebook(nb), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
 def notebook_hash(path: str | os.PathLike) -> str:
-    """SHA-256 (hex) of the notebook's code cells' sources, in order; markdown and outputs excluded."""
-    nb = _read(path)
-    digest = hashlib.sha256()
-    for cell in nb.cells:
-        if cell.get("cell_type") != "code":
-            continue
-        text = _source(cell).encode()
-        # length-prefixed, so moving a line from one cell to the next changes the hash
-        digest.update(f"{len(text)}\n".encode())
-        digest.update(text)
-    return digest.hexdigest()
+    """SHA-256 (hex) of the normalised notebook: cells, their execution-relevant metadata, the kernel."""
+    return notebook_digest(_read(path))
 
 
-def inspect_notebook(path: str | os.PathLike) -> NotebookParameters:
-    """The parameters declared by the `parameters`-tagged cell (simple assignments of literals)."""
-    nb = _read(path)
+def inspect_notebook(path: str | os.PathLike, data: bytes | None = None) -> NotebookParameters:
+    """The parameters declared by the `parameters`-tagged cell (simple assignments of literals).
+
+    `data`: the notebook's bytes when already read (the file is then not read again)."""
+    nb = _read(path) if data is None else parse_notebook(data, path)
     cells = [c for c in nb.cells if c.get("cell_type") == "code" and "parameters" in c.get("metadata", {}).get("tags", [])]
     if not cells:
         raise NoParametersCellError(

@@ -1,9 +1,11 @@
 """One scheduled run of an approved notebook: the gate, papermill in a child process, the run record.
 
 `execute_run` reads top to bottom like papermill's ``execute_notebook``: read the job's record,
-pass the gate (a refusal is stored as a run with both hashes, and audited), write the ``running``
-row, run the notebook in a child process that is killed at the job's timeout, keep the output
-notebook read-only under ``data/runs/<job>/``, then store the outcome. A failed or timed-out
+pass the gate (the record must match its signed approval, and the approved copy its hash; a
+refusal is stored as a run and audited), write the ``running`` row, run the approved copy — from
+the very bytes the gate checked, written into the run's own folder, never the working notebook — in
+a child process that is killed at the job's timeout, keep the output notebook read-only under
+``data/runs/<job>/``, then store the outcome. A failed or timed-out
 attempt is retried as the record says. Refused, failed and timed-out runs are the job alerts.
 
 A run's process dies with whoever started it (`qlcore.ops.runner`); `settle_runs` is how the next
@@ -46,13 +48,13 @@ from qlcore.control.keys import (
 )
 from qlcore.control.users import USERS_FILE, UserStore
 from qlcore.ops.auditing import audit
+from qlcore.ops.bundles import Bundle
 from qlcore.ops.controls import is_paused
 from qlcore.ops.notebooks import (
     SECRET_NAME,
     ParameterError,
     check_not_secret,
     inspect_notebook,
-    notebook_hash,
 )
 from qlcore.ops.runner import (
     FAILED,
@@ -80,6 +82,7 @@ REDACTED = "***"
 WORK_DIR = ".work"  # data/runs/.work/<run id>/: a run's spec, stderr and outcome while it is in progress
 RUN_KEY_FILE = "run.key"  # in the run's folder: its one-run signing key (0600)
 GRANT_MARGIN_S = 120  # a run's grant outlives its timeout by this (its last commands may still be waiting)
+BUNDLE = "bundle"  # data/runs/.work/<run id>/bundle/: the approved notebook and modules the run executes
 _UNRECORDED_S = 60.0  # a run row gets its process row within this (only starting the child lies between)
 
 
@@ -127,11 +130,20 @@ def execute_run(
     data_dir: Path | None = None,
     trigger: str = "schedule",
     actor: str = "scheduler",
+    users_file: Path | None = None,
 ) -> JobRun:
-    """Gate, run and record one firing of `job_id` (with its retries); the last attempt's record."""
+    """Gate, run and record one firing of `job_id` (with its retries); the last attempt's record.
+
+    `data_dir` holds the approved copies, the runs and (unless `users_file` says otherwise) the
+    users file whose public keys verify the approval."""
     engine = db if isinstance(db, Engine) else connect(db)
     subject = f"job/{job_id}"
-    file = schedule_path(schedules_dir, job_id)
+    data_dir = data_dir or project_data_dir()
+    try:
+        file = schedule_path(schedules_dir, job_id)
+    except ValueError as exc:
+        audit(engine, actor, "job.run_refused", "job/(invalid id)", {"reason": str(exc)})
+        raise RunRefused(str(exc)) from None
     if not file.is_file():
         audit(engine, actor, "job.run_refused", subject, {"reason": f"no schedule record {file}"})
         raise RunRefused(f"no schedule record for job {job_id!r} ({file}); approve a submission first")
@@ -147,13 +159,13 @@ def execute_run(
     params = {**record.params, "job_id": job_id, "code_hash": record.approved_hash, "mode": record.mode}
     try:
         check_not_secret(list(record.params))
-        current = check_gate(record)
+        bundle = check_gate(record, db=engine, data_dir=data_dir, users_file=users_file)
     except (GateRefused, ParameterError) as exc:
         return _refused(engine, record, trigger, actor, params, str(exc))
 
     run: JobRun | None = None
     for attempt in range(1, record.retries + 2):
-        run = _attempt(engine, record, attempt, trigger, actor, params, current, data_dir or project_data_dir())
+        run = _attempt(engine, record, attempt, trigger, actor, params, bundle, data_dir)
         if run.status == SUCCEEDED:
             break
     assert run is not None
@@ -161,7 +173,8 @@ def execute_run(
 
 
 def _attempt(engine: Engine, record: ScheduleRecord, attempt: int, trigger: str, actor: str,
-             params: dict[str, Any], code_hash: str, data_dir: Path) -> JobRun:
+             params: dict[str, Any], bundle: Bundle, data_dir: Path) -> JobRun:
+    code_hash = bundle.code_hash
     started = _now()
     run_id = f"run-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     params = {**params, "run_id": run_id}
@@ -184,8 +197,9 @@ def _attempt(engine: Engine, record: ScheduleRecord, attempt: int, trigger: str,
     key_file = workdir / RUN_KEY_FILE
     signer.key.save(key_file)
     env[RUN_KEY_FILE_ENV], env[JOB_GRANT_ENV] = str(key_file), orjson.dumps(asdict(signer.grant)).decode()
-    nb = record.notebook_path
     try:
+        # the run's input is written from the bytes the gate hashed: a file swapped since is not what runs
+        nb = bundle.write(workdir / BUNDLE)
         outcome = run_notebook(NotebookRun(nb, output, params, nb.parent, record.timeout_s), workdir, env=env,
                                on_start=lambda pid: _record_process(engine, run_id, pid, workdir))
     except OSError as exc:  # the child could not be started: stored as a failed run, not left "running"
@@ -273,9 +287,7 @@ def _refused(engine: Engine, record: ScheduleRecord, trigger: str, actor: str, p
              reason: str) -> JobRun:
     started = _now()
     run_id = f"run-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-    current = ""
-    if record.notebook_path.is_file():
-        current = notebook_hash(record.notebook_path)
+    current = ""  # a refused run executed nothing
     row = {
         "run_id": run_id, "job_id": record.job_id, "attempt": 1, "trigger": trigger, "status": REFUSED,
         "started_at": _iso(started), "finished_at": _iso(started), "duration_ms": 0,

@@ -3,8 +3,9 @@
 The job store is an APScheduler `SQLAlchemyJobStore` table (``apscheduler_jobs``) in the project
 store, but it is derived data: at start every active schedule record is (re)added under its job
 id with ``replace_existing=True`` and every job without an active record is removed, so dropping
-the table loses nothing. While running, the records are re-read every `resync_s` (new approvals,
-revocations, pauses). Each job calls one importable function, `run_job` (stored as the text
+the table loses nothing. A record that does not match its job's signed approval in the store (a
+hand-written or edited file) is not scheduled: it is reported invalid and audited. While running,
+the records are re-read every `resync_s` (new approvals, revocations, pauses). Each job calls one importable function, `run_job` (stored as the text
 ``qlcore.ops.scheduler:run_job``), with the job id; the run itself is `qlcore.ops.runs.execute_run`.
 
 One scheduler per store: a lease row with a heartbeat (`qlcore.ops.lease`).
@@ -30,7 +31,13 @@ from qlcore.ops.auditing import audit
 from qlcore.ops.controls import paused_jobs
 from qlcore.ops.lease import Lease
 from qlcore.ops.runs import JobRun, RunRefused, execute_run, settle_runs
-from qlcore.ops.schedules import ScheduleRecord, read_schedule, validate_cron
+from qlcore.ops.schedules import (
+    GateRefused,
+    ScheduleRecord,
+    read_schedule,
+    validate_cron,
+    verify_record,
+)
 from qlcore.ops.submissions import DEFAULT_SCHEDULES_DIR
 from qlcore.store.db import connect, project_data_dir, resolve_url
 
@@ -162,6 +169,7 @@ class JobScheduler:
             raise ValueError("a store URL with a password must come from QLCORE_DB_URL, not an argument: "
                              "the scheduler would write it into every stored job")
         self.engine = connect(self.url)
+        self.users_file = (self.config.data_dir or project_data_dir()) / USERS_FILE
         self.trigger_for = trigger_for or (lambda record: cron_trigger(record, self.config.calendar))
         self.lease = Lease(self.engine, stale_after_s=self.config.stale_after_s)
         self.ready = threading.Event()  # set once the first sync is done (or failed: see start_error)
@@ -251,8 +259,14 @@ class JobScheduler:
             except Exception as exc:  # one bad file must not stop the other jobs
                 report.invalid[file.name] = str(exc)
                 continue
-            if record.status == "active":
-                active[record.job_id] = record
+            if record.status != "active":
+                continue
+            try:
+                verify_record(record, db=self.engine, users_file=self.users_file)
+            except GateRefused as exc:  # a record no signed approval covers is never scheduled
+                report.invalid[file.name] = str(exc)
+                continue
+            active[record.job_id] = record
         stored = {job.id: job for job in self._scheduler.get_jobs(jobstore="default")}
         for job_id in sorted(set(stored) - set(active)):
             self._scheduler.remove_job(job_id, jobstore="default")

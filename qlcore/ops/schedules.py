@@ -1,22 +1,30 @@
 """Schedules as data: one versioned, human-readable TOML record per approved job, and the gate.
 
-``schedules/<job_id>.toml`` is the authority for what may run: the notebook, the exact code hash
-a reviewer approved, the parameters, the cron (in the exchange's time zone) and the run limits.
-The scheduler's own job store is derived from these files. Every change (approval, revocation)
-writes the whole record again with ``version`` one higher; nothing is edited in place.
+``schedules/<job_id>.toml`` says what may run: the notebook, the exact code hash a reviewer
+approved, the parameters, the cron (in the exchange's time zone) and the run limits. The file is
+the readable form; the authority is the reviewer's signed approval in the store
+(`qlcore.control.reviews`): a record is honoured only while every field that decides what runs
+equals the newest signed approval of its job, so a hand-written or edited file runs nothing. The
+scheduler's own job store is derived from these files. Every change (approval, revocation) writes
+the whole record again with ``version`` one higher; nothing is edited in place.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qlcore.ops.notebooks import notebook_hash
+from sqlalchemy import Engine
+
+from qlcore.control.reviews import ApprovalInvalid, verified_approval
+from qlcore.control.users import USERS_FILE
+from qlcore.ops.bundles import Bundle, BundleError, environment_hash, load_approved
 
 if TYPE_CHECKING:
     from qlcore.audit.log import AuditLog
@@ -31,6 +39,29 @@ class GateRefused(Exception):
 
 class InvalidCronError(ValueError):
     """A cron expression APScheduler cannot read."""
+
+
+class InvalidIdentifierError(ValueError):
+    """An id that would become part of a file path but is not a plain name; the message names the field."""
+
+
+JOB_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+SUBMISSION_ID = re.compile(r"^sub-[0-9]{8}-[0-9a-f]{8}$")
+
+
+def check_job_id(job_id: str, field: str = "job id") -> str:
+    """`job_id` if it is a plain name (lowercase letters, digits, _ and -, at most 64); else an error naming `field`."""
+    if not isinstance(job_id, str) or not JOB_ID.match(job_id):
+        raise InvalidIdentifierError(f"{field} {job_id!r} is not valid: expected 1-64 characters, lowercase letters, "
+                                     "digits, '_' or '-', starting with a letter or digit (it names a file)")
+    return job_id
+
+
+def check_submission_id(submission_id: str) -> str:
+    if not isinstance(submission_id, str) or not SUBMISSION_ID.match(submission_id):
+        raise InvalidIdentifierError(f"submission id {submission_id!r} is not valid: expected sub-YYYYMMDD-xxxxxxxx "
+                                     "(see `qlcore submissions`)")
+    return submission_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +127,7 @@ def resolve_notebook(ref: str) -> Path:
 
 
 def schedule_path(schedules_dir: Path, job_id: str) -> Path:
-    return Path(schedules_dir) / f"{job_id}.toml"
+    return Path(schedules_dir) / f"{check_job_id(job_id)}.toml"
 
 
 def read_schedule(path: str | os.PathLike) -> ScheduleRecord:
@@ -125,31 +156,61 @@ def revoked(record: ScheduleRecord, reviewer: str, at: str, reason: str) -> Sche
                    revoke_reason=reason)
 
 
-def check_gate(job: ScheduleRecord | str | os.PathLike, *, audit: AuditLog | None = None) -> str:
-    """The notebook's current hash if the job may run; else `GateRefused` naming why (and both hashes).
+def approval_schedule(record: ScheduleRecord) -> dict[str, Any]:
+    """The schedule fields a signed approval covers."""
+    return {"cron": record.cron, "timezone": record.timezone, "trading_days_only": record.trading_days_only,
+            "timeout_s": record.timeout_s, "retries": record.retries, "concurrency": record.concurrency,
+            "notebook": record.notebook}
 
-    `job` is a record or the path of its TOML file. With `audit`, a refusal is recorded there.
-    """
-    record = job if isinstance(job, ScheduleRecord) else read_schedule(job)
-    path = record.notebook_path
-    current = ""
+
+def _mismatches(record: ScheduleRecord, body: Mapping[str, Any]) -> list[str]:
+    signed = {"job_id": body.get("job_id"), "version": body.get("version"), "submission_id": body.get("submission_id"),
+              "approved_hash": body.get("code_hash"), "mode": body.get("mode"), "reviewer": body.get("reviewer"),
+              "author": body.get("author"), "params": body.get("params"), "limits": body.get("limits"),
+              **dict(body.get("schedule") or {})}
+    mine = {**asdict(record), **approval_schedule(record)}
+    return [f"{k} ({mine.get(k)!r} in the file, {v!r} approved)" for k, v in signed.items() if mine.get(k) != v]
+
+
+def verify_record(record: ScheduleRecord, *, db: Engine, users_file: Path) -> dict[str, Any]:
+    """The signed approval that `record` matches field for field; `GateRefused` naming why not."""
     if record.status != "active":
-        reason = f"job {record.job_id} is {record.status} (by {record.revoked_by}: {record.revoke_reason})"
-    elif not path.is_file():
-        reason = f"job {record.job_id}: notebook {record.notebook} not found (approved hash {record.approved_hash})"
-    else:
-        current = notebook_hash(path)
-        if current == record.approved_hash:
-            return current
-        reason = (
-            f"job {record.job_id}: notebook {record.notebook} changed since approval: "
-            f"approved hash {record.approved_hash}, current hash {current}; submit it again for review"
-        )
-    if audit is not None:
-        audit.record("gate", "job.gate_refused", f"job/{record.job_id}",
-                     {"reason": reason, "approved_hash": record.approved_hash, "current_hash": current,
-                      "version": record.version})
-    raise GateRefused(reason)
+        raise GateRefused(f"job {record.job_id} is {record.status} (by {record.revoked_by}: {record.revoke_reason})")
+    try:
+        body = verified_approval(db, check_job_id(record.job_id), users_file)
+    except (ApprovalInvalid, InvalidIdentifierError) as exc:
+        raise GateRefused(f"job {record.job_id}: {exc}") from None
+    wrong = _mismatches(record, body)
+    if wrong:
+        raise GateRefused(f"job {record.job_id}: the schedule record does not match its signed approval (written or "
+                          f"edited by hand?): {'; '.join(wrong)}; only `qlcore approve` writes a valid record")
+    return body
+
+
+def check_gate(job: ScheduleRecord | str | os.PathLike, *, db: Engine, data_dir: Path,
+               users_file: Path | None = None, audit: AuditLog | None = None) -> Bundle:
+    """The approved bundle (its bytes, checked against the approved hash) if the job may run; else `GateRefused`.
+
+    The record must match its job's newest signed approval (`verify_record`), the installed packages
+    must be those the approval covers, and the read-only copy under ``<data_dir>/approved/`` must
+    still hash to the approved hash. `job` is a record or its TOML file. With `audit`, a refusal is
+    recorded there."""
+    record = job if isinstance(job, ScheduleRecord) else read_schedule(job)
+    try:
+        body = verify_record(record, db=db, users_file=users_file or Path(data_dir) / USERS_FILE)
+        env = environment_hash()
+        if body.get("env_hash") != env:
+            raise GateRefused(f"job {record.job_id}: the installed packages changed since approval (environment hash "
+                              f"{env}, approved {body.get('env_hash')}); submit it again for review")
+        try:
+            return load_approved(data_dir, record.approved_hash)
+        except BundleError as exc:
+            raise GateRefused(f"job {record.job_id}: {exc}") from None
+    except GateRefused as exc:
+        if audit is not None:
+            audit.record("gate", "job.gate_refused", f"job/{record.job_id}",
+                         {"reason": str(exc), "approved_hash": record.approved_hash, "version": record.version})
+        raise
 
 
 # --- a small TOML writer (the standard library reads TOML but does not write it) ----------------

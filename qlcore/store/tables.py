@@ -159,6 +159,25 @@ submission_reviews = Table(
     sqlite_autoincrement=True,
 )
 
+# The signed form of every submission and review decision (qlcore.control.reviews): the canonical
+# JSON body, who signed it and the Ed25519 signature. A schedule record and a job's deployment are
+# honoured only when they match the newest signed decision for their job.
+signed_reviews = Table(
+    "signed_reviews",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # submission | approved | rejected | revoked
+    Column("submission_id", String(32), nullable=False),
+    Column("job_id", String(128)),
+    Column("signer", String(128), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("signature", String(128), nullable=False),
+    Column("ts", String(32), nullable=False),
+    Index("ix_signed_reviews_job", "job_id", "id"),
+    Index("ix_signed_reviews_submission", "submission_id", "kind"),
+    sqlite_autoincrement=True,
+)
+
 # --- the engine service (qlcore.engine.service) ---------------------------------------------------
 # One row per engine: its heartbeat (wall-clock ns) and lease, and the read model that the CLI and
 # dashboards show: `snapshot` is JSON (see `qlcore.engine.snapshot`), rewritten about twice a second.

@@ -19,13 +19,12 @@ from typing import Any
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
+from signed_jobs import approved_job
 from sqlalchemy import select
 
 from qlcore.audit.log import AuditLog
 from qlcore.ops.lease import Lease
-from qlcore.ops.notebooks import notebook_hash
 from qlcore.ops.runs import list_runs
-from qlcore.ops.schedules import ScheduleRecord, write_schedule
 from qlcore.store.db import connect
 from qlcore.store.liveness import pid_alive
 from qlcore.store.tables import job_run_processes
@@ -43,12 +42,8 @@ def slow_job(root: Path) -> Path:
     nb = root / "slow.ipynb"
     nbformat.write(new_notebook(cells=[params, body]), nb)
     marker = root / "kernels.txt"
-    write_schedule(root / "schedules", ScheduleRecord(
-        job_id=JOB, version=1, status="active", submission_id="sub-test", notebook=str(nb),
-        approved_hash=notebook_hash(nb), mode="paper", cron="0 3 1 1 *", reviewer="bob", author="alice",
-        approved_at="2026-01-02T00:00:00+00:00", trading_days_only=False, timeout_s=1800,
-        params={"marker": str(marker)},
-    ))
+    approved_job(root, nb, JOB, cron="0 3 1 1 *", trading_days_only=False, timeout_s=1800,
+                 params={"marker": str(marker)})
     return marker
 
 

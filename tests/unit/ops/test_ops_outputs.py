@@ -6,6 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from signed_jobs import keys
 
 from qlcore.ops.outputs import check_outputs
 from qlcore.ops.submissions import ReviewError, approve, submit
@@ -69,23 +70,25 @@ def test_submit_fails_a_notebook_whose_checked_output_no_longer_reproduces(tmp_p
     url = f"sqlite:///{tmp_path / 'q.db'}"
     stale = notebook(tmp_path / "stale.ipynb", [cell("n = 3", tags=["parameters"]),
                                                  cell("# NBVAL_CHECK_OUTPUT\nsum(range(n))", [result("5")])])
-    bad = submit(stale, {}, "alice", db=url, data_dir=tmp_path)
+    alice, bob = keys(tmp_path)
+    bad = submit(stale, {}, alice, db=url, data_dir=tmp_path)
     assert bad.status == "failed"
     assert bad.error == "nbval: cell 1: text/plain differs: saved '5', now '3'"
     assert bad.results["nbval"] == {"passed": False, "checked_cells": [1], "run": "submission",
                                     "failures": {"1": "cell 1: text/plain differs: saved '5', now '3'"}}
     with pytest.raises(ReviewError, match="is failed: only a succeeded submission can be approved"):
-        approve(bad.id, "bob", "0 16 * * *", db=url, schedules_dir=tmp_path / "schedules")
+        approve(bad.id, bob, "0 16 * * *", db=url, schedules_dir=tmp_path / "schedules", data_dir=tmp_path)
 
 
 def test_saved_outputs_are_checked_with_the_notebooks_own_defaults_whatever_the_submitted_parameters(tmp_path):
     url = f"sqlite:///{tmp_path / 'q.db'}"
     nb = notebook(tmp_path / "n.ipynb", [cell("n = 3", tags=["parameters"]),
                                           cell("# NBVAL_CHECK_OUTPUT\nsum(range(n))", [result("3")])])
-    same = submit(nb, {"n": "3"}, "alice", db=url, data_dir=tmp_path)  # the defaults: one run is enough
+    alice, _ = keys(tmp_path)
+    same = submit(nb, {"n": "3"}, alice, db=url, data_dir=tmp_path)  # the defaults: one run is enough
     assert same.status == "succeeded"
     assert same.results["nbval"] == {"passed": True, "checked_cells": [1], "failures": {}, "run": "submission"}
-    other = submit(nb, {"n": "4"}, "alice", db=url, data_dir=tmp_path)  # 6, not the saved 3: checked on a second run
+    other = submit(nb, {"n": "4"}, alice, db=url, data_dir=tmp_path)  # 6, not the saved 3: checked on a second run
     assert other.status == "succeeded" and other.results["nbval"]["run"] == "defaults"
     assert other.results["nbval"]["passed"] is True
     assert (Path(other.output_path).parent / "nbval.ipynb").is_file()

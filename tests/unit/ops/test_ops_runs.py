@@ -1,8 +1,8 @@
 """One scheduled run of an approved notebook, end to end with a real kernel in a child process.
 
-The gate (a changed code cell refuses the run, a markdown edit does not), failure, timeout,
-retries, pause, and secrets kept out of the archive. Schedule records are written directly here;
-the approval that normally writes them is covered by test_ops_review and test_ops_scheduler.
+The gate (the approved copy runs, whatever happens to the working notebook; a tampered copy is
+refused), failure, timeout, retries, pause, and secrets kept out of the archive. Jobs are approved
+for real here (`signed_jobs.approved_job`), skipping only the submission's own run.
 """
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from signed_jobs import approved_job
 
 from qlcore.audit.log import AuditLog
+from qlcore.ops.bundles import approved_dir, read_bundle
 from qlcore.ops.controls import is_paused, set_paused
-from qlcore.ops.notebooks import notebook_hash
 from qlcore.ops.runs import RunRefused, execute_run, get_run, job_alerts, list_runs, secret_values
-from qlcore.ops.schedules import ScheduleRecord, write_schedule
+from qlcore.ops.schedules import ScheduleRecord
 from qlcore.research.notebook import read_records
 
 
@@ -32,14 +33,8 @@ def write_notebook(path: Path, *cells: str, params: str = "fail = False\n") -> P
     return path
 
 
-def make_job(root: Path, nb: Path, job_id: str = "job", **fields) -> ScheduleRecord:
-    record = ScheduleRecord(
-        job_id=job_id, version=1, status="active", submission_id="sub-test", notebook=str(nb),
-        approved_hash=notebook_hash(nb), mode="paper", cron="0 16 * * mon-fri", reviewer="bob", author="alice",
-        approved_at="2026-01-02T00:00:00+00:00", **fields,
-    )
-    write_schedule(root / "schedules", record)
-    return record
+def make_job(root: Path, nb: Path, job_id: str = "job", db: str | None = None, **fields) -> ScheduleRecord:
+    return approved_job(root, nb, job_id, db=db, **fields)
 
 
 def run(root: Path, job_id: str = "job", url: str | None = None, **kw):
@@ -54,8 +49,8 @@ RECORDS = ("from qlcore.research.notebook import record\n"
 def test_a_run_gets_the_approved_parameters_and_its_metadata_and_is_archived_read_only(tmp_path, store_url):
     params = "fail = False\njob_id = ''\nmode = 'research'\nrun_id = ''\n"
     nb = write_notebook(tmp_path / "n.ipynb", RECORDS, params=params)
-    make_job(tmp_path, nb, params={"fail": False})
     url = store_url
+    make_job(tmp_path, nb, db=url, params={"fail": False})
     done = run(tmp_path, url=url)
     assert (done.status, done.attempt, done.trigger) == ("succeeded", 1, "schedule")
     assert done.error is None and done.failing_cell is None
@@ -63,34 +58,36 @@ def test_a_run_gets_the_approved_parameters_and_its_metadata_and_is_archived_rea
     assert out.parent == tmp_path / "runs" / "job" and out.suffix == ".ipynb"
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o400  # never edited, read by its owner only
     assert read_records(out) == {"seen": {"job_id": "job", "mode": "paper", "run_id": done.run_id}}
-    assert done.code_hash == done.approved_hash == notebook_hash(nb)
-    assert done.params == {"fail": False, "job_id": "job", "code_hash": notebook_hash(nb), "mode": "paper",
+    assert done.code_hash == done.approved_hash == read_bundle(nb).code_hash
+    assert done.params == {"fail": False, "job_id": "job", "code_hash": done.approved_hash, "mode": "paper",
                            "run_id": done.run_id}
     assert done.duration_ms > 0 and list_runs("job", db=url) == [done]
     actions = [e.action for e in AuditLog(url).entries(subject="job/job")]
     assert actions == ["job.run_started", "job.run_succeeded"]
 
 
-def test_a_changed_code_cell_refuses_the_run_with_both_hashes_but_a_markdown_edit_does_not(tmp_path):
-    nb = write_notebook(tmp_path / "n.ipynb", "x = 1\n")
+def test_the_approved_copy_runs_whatever_the_working_notebook_says_and_a_tampered_copy_is_refused(tmp_path):
+    nb = write_notebook(tmp_path / "n.ipynb", "from qlcore.research.notebook import record\nrecord('x', 1)\n")
     approved = make_job(tmp_path, nb).approved_hash
     edited = nbformat.read(nb, as_version=4)
-    edited.cells[0].source = "# a job, reworded"
+    edited.cells[2].source = "raise RuntimeError('edited after approval')\n"
     nbformat.write(edited, nb)
-    assert run(tmp_path).status == "succeeded"
+    done = run(tmp_path)
+    assert done.status == "succeeded" and read_records(done.output_path) == {"x": 1}  # the approved bytes ran
+    assert done.code_hash == approved
 
-    edited.cells[2].source = "x = 2\n"
-    nbformat.write(edited, nb)
+    copy = approved_dir(tmp_path, approved) / "notebook.ipynb"
+    copy.chmod(0o644)  # whoever can write the data folder could do this
+    copy.write_bytes(nb.read_bytes())
     refused = run(tmp_path)
     assert refused.status == "refused" and refused.output_path is None and refused.duration_ms == 0
-    assert (refused.approved_hash, refused.code_hash) == (approved, notebook_hash(nb))
-    assert f"approved hash {approved}, current hash {notebook_hash(nb)}" in refused.error
+    assert (refused.approved_hash, refused.code_hash) == (approved, "")
+    assert f"was changed: it hashes to {read_bundle(nb).code_hash}, approved {approved}" in refused.error
     url = f"sqlite:///{tmp_path / 'q.db'}"
     assert job_alerts(db=url) == [refused]
     entry = AuditLog(url).entries(subject="job/job")[-1]
-    assert entry.action == "job.gate_refused"
-    assert (entry.data["approved_hash"], entry.data["current_hash"]) == (approved, notebook_hash(nb))
-    assert len(list(tmp_path.joinpath("runs", "job").iterdir())) == 1  # only the run before the edit
+    assert entry.action == "job.gate_refused" and entry.data["approved_hash"] == approved
+    assert len(list(tmp_path.joinpath("runs", "job").iterdir())) == 1  # only the run before the tampering
 
 
 def test_a_failing_notebook_is_recorded_with_its_cell_and_error_and_keeps_its_output(tmp_path):
@@ -109,7 +106,7 @@ def test_a_failing_notebook_is_recorded_with_its_cell_and_error_and_keeps_its_ou
 
 def test_a_failed_attempt_is_retried_as_the_record_says(tmp_path):
     # fails on the first attempt only: the attempts are counted in a file beside the notebook
-    body = ("from pathlib import Path\nn = Path('attempts.txt')\nn.write_text(str(int(n.read_text() or 0) + 1) "
+    body = (f"from pathlib import Path\nn = Path({str(tmp_path / 'attempts.txt')!r})\nn.write_text(str(int(n.read_text() or 0) + 1) "
             "if n.exists() else '1')\nif n.read_text() == '1':\n    raise RuntimeError('first attempt fails')\n")
     nb = write_notebook(tmp_path / "n.ipynb", body)
     make_job(tmp_path, nb, retries=2)

@@ -26,6 +26,7 @@ import pandas as pd
 import pytest
 import typer
 from nbformat.v4 import new_code_cell, new_notebook
+from signed_jobs import approved_job, keys
 from sqlalchemy import insert, inspect, text
 from typer.testing import CliRunner
 
@@ -38,7 +39,7 @@ from qlcore.ops.cli import register
 from qlcore.ops.controls import set_paused
 from qlcore.ops.demo import DEMO_JOB, ensure_demo_job
 from qlcore.ops.lease import Lease, SchedulerAlreadyRunning
-from qlcore.ops.notebooks import NoParametersCellError, ParameterError, notebook_hash
+from qlcore.ops.notebooks import NoParametersCellError, ParameterError
 from qlcore.ops.runner import OUTCOME
 from qlcore.ops.runs import job_alerts, list_runs, settle_runs
 from qlcore.ops.scheduler import JOB_REF, JobScheduler, SchedulerConfig, TradingDaysCronTrigger
@@ -60,13 +61,9 @@ def trivial_notebook(path: Path, body: str = "x + 1\n") -> Path:
     return path
 
 
-def make_job(root: Path, nb: Path, job_id: str, **fields) -> ScheduleRecord:
-    values = {"job_id": job_id, "version": 1, "status": "active", "submission_id": "sub-test", "notebook": str(nb),
-              "approved_hash": notebook_hash(nb), "mode": "paper", "cron": "35 15 * * mon-fri", "reviewer": "bob",
-              "author": "alice", "approved_at": "2026-01-02T00:00:00+00:00"}
-    record = ScheduleRecord(**{**values, **fields})
-    write_schedule(root / "schedules", record)
-    return record
+def make_job(root: Path, nb: Path, job_id: str, url: str | None = None, **fields) -> ScheduleRecord:
+    """`nb` approved for real (signed, copied) as `job_id`, skipping only the submission's run."""
+    return approved_job(root, nb, job_id, db=url, **{"cron": "35 15 * * mon-fri", **fields})
 
 
 def config(root: Path, url: str | None = None, **kw) -> SchedulerConfig:
@@ -113,13 +110,14 @@ def wait_for_runs(url: str, job_id: str, n: int, timeout_s: float = 60.0):
 
 
 # --- end to end -------------------------------------------------------------------------------------
-def test_template_notebook_submitted_approved_and_fired_queues_its_decision_for_the_engine(tmp_path):
+def test_template_notebook_submitted_approved_and_fired_queues_its_decision_for_the_engine(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'q.db'}"
-    sub = submit(TEMPLATE, {"top_n": "2"}, "alice", db=url, data_dir=tmp_path)
+    alice, bob = keys(tmp_path)
+    sub = submit(TEMPLATE, {"top_n": "2"}, alice, db=url, data_dir=tmp_path)
     assert sub.status == "succeeded" and sub.results["nbval"]["passed"] is True
     assert CommandQueue(url).history() == []  # research mode at review: nothing sent
-    record = approve(sub.id, "bob", "35 15 * * mon-fri", "paper", job_id="rebalance", db=url,
-                     schedules_dir=tmp_path / "schedules")
+    record = approve(sub.id, bob, "35 15 * * mon-fri", "paper", job_id="rebalance", db=url,
+                     schedules_dir=tmp_path / "schedules", data_dir=tmp_path)
     nb = tmp_path / "broken.ipynb"
     make_job(tmp_path, trivial_notebook(nb, "raise ValueError('no data today')\n"), "broken")
 
@@ -151,8 +149,9 @@ def test_template_notebook_submitted_approved_and_fired_queues_its_decision_for_
     assert command.payload["symbols"] == expected and command.payload["capital"] == Decimal("100000")
     assert read_records(out)["commands"] == [command.id]
 
-    # the paper engine takes the job's command and deploys the strategy it names
-    # it verifies the run's credential against the users file where the scheduler registered its key
+    # the paper engine takes the job's command and deploys the strategy it names, under the signed
+    # approval it verifies with the users file of its data folder
+    monkeypatch.setenv("QLCORE_DATA_DIR", str(tmp_path))
     engine = EngineService(EngineConfig(url=url, venue_path=tmp_path / "venue.sqlite", speed=1000.0,
                                         command_poll_s=0.0, users_file=tmp_path / "users.toml"))
     engine.start()
@@ -185,27 +184,31 @@ def test_the_demo_job_is_approved_once_and_runs_as_soon_as_the_scheduler_starts(
 
 def test_bad_input_is_refused_at_submit_or_approve_time_before_anything_runs(tmp_path):
     url = f"sqlite:///{tmp_path / 'q.db'}"
+    alice, _ = keys(tmp_path)
     with pytest.raises(ParameterError, match=r"unknown parameter\(s\) top_k .*valid parameters: symbols"):
-        submit(TEMPLATE, {"top_k": "3"}, "alice", db=url, data_dir=tmp_path)
+        submit(TEMPLATE, {"top_k": "3"}, alice, db=url, data_dir=tmp_path)
     with pytest.raises(ParameterError, match="'lookback': 'long' is not an integer"):
-        submit(TEMPLATE, {"lookback": "long"}, "alice", db=url, data_dir=tmp_path)
+        submit(TEMPLATE, {"lookback": "long"}, alice, db=url, data_dir=tmp_path)
     bare = tmp_path / "bare.ipynb"
     nbformat.write(new_notebook(cells=[new_code_cell("x = 1")]), bare)
     with pytest.raises(NoParametersCellError, match="no code cell tagged 'parameters'"):
-        submit(bare, {}, "alice", db=url, data_dir=tmp_path)
+        submit(bare, {}, alice, db=url, data_dir=tmp_path)
     assert list_submissions(db=url) == []  # nothing ran, nothing was stored
 
 
-def test_a_hand_edited_record_with_a_bad_cron_is_skipped_and_reported_and_the_others_still_load(tmp_path):
+def test_a_hand_edited_record_is_skipped_and_reported_and_the_others_still_load(tmp_path):
     url = f"sqlite:///{tmp_path / 'q.db'}"
     nb = trivial_notebook(tmp_path / "n.ipynb")
     make_job(tmp_path, nb, "good")
-    make_job(tmp_path, nb, "bad", cron="35 15 * * funday")
+    make_job(tmp_path, nb, "bad")
+    file = tmp_path / "schedules" / "bad.toml"
+    file.write_text(file.read_text().replace('cron = "35 15 * * mon-fri"', 'cron = "* * * * *"'))
     (tmp_path / "schedules" / "junk.toml").write_text("job_id = 'junk'\ncolour = 'red'\n")
     with Running(config(tmp_path)) as sched:
         assert [j.id for j in sched.jobs()] == ["good"]
     (synced,) = [e.data for e in AuditLog(url).entries(subject="scheduler") if e.action == "scheduler.synced"]
-    assert "invalid cron '35 15 * * funday'" in synced["invalid"]["bad.toml"]
+    assert "does not match its signed approval" in synced["invalid"]["bad.toml"]
+    assert "cron ('* * * * *' in the file, '35 15 * * mon-fri' approved)" in synced["invalid"]["bad.toml"]
     assert "unknown key(s) colour" in synced["invalid"]["junk.toml"]
 
 
@@ -215,9 +218,9 @@ def test_dropping_the_job_table_and_restarting_brings_the_same_jobs_back_from_sc
     url = store_url
     monkeypatch.setenv("QLCORE_DB_URL", url)  # a PostgreSQL URL may carry a password: it must come from here
     nb = trivial_notebook(tmp_path / "n.ipynb")
-    make_job(tmp_path, nb, "close", cron="5 16 * * mon-fri")
-    make_job(tmp_path, nb, "open", cron="25 9 * * mon-fri", trading_days_only=False)
-    make_job(tmp_path, nb, "gone")
+    make_job(tmp_path, nb, "close", url, cron="5 16 * * mon-fri")
+    make_job(tmp_path, nb, "open", url, cron="25 9 * * mon-fri", trading_days_only=False)
+    make_job(tmp_path, nb, "gone", url)
     revoke_file = tmp_path / "schedules" / "gone.toml"
     gone = read_schedule(revoke_file)
     write_schedule(tmp_path / "schedules", ScheduleRecord(**{**_fields(gone), "version": 2, "status": "revoked"}))
