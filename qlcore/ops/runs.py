@@ -11,8 +11,9 @@ scheduler stores the truth about runs a killed one left ``running``, and how a j
 running beside a run of itself that still lives.
 
 Secrets reach a job through the environment only: the child inherits it, parameters that look
-like secrets are refused, and the values of secret-named variables are blanked out of the output
-notebook and the run record should a notebook print or raise them.
+like secrets are refused, and the process's secrets (`qlcore.store.scrub`), in their common
+disguises, are blanked out of the output notebook and the run record should a notebook print or
+raise them.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import os
 import shutil
 import signal
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +32,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 
 from qlcore.ops.auditing import audit
 from qlcore.ops.controls import is_paused
-from qlcore.ops.notebooks import SECRET_NAME, ParameterError, check_not_secret, notebook_hash
+from qlcore.ops.notebooks import ParameterError, check_not_secret, notebook_hash
 from qlcore.ops.runner import (
     FAILED,
     SUCCEEDED,
@@ -50,11 +51,11 @@ from qlcore.ops.schedules import (
 )
 from qlcore.store.db import connect, project_data_dir
 from qlcore.store.liveness import HOST, process_start, same_process_alive
+from qlcore.store.scrub import scrubber
 from qlcore.store.tables import job_run_processes, job_runs
 
 RUNNING, REFUSED = "running", "refused"
 ALERT_STATUSES = (FAILED, TIMEOUT, REFUSED)
-REDACTED = "***"
 WORK_DIR = ".work"  # data/runs/.work/<run id>/: a run's spec, stderr and outcome while it is in progress
 _UNRECORDED_S = 60.0  # a run row gets its process row within this (only starting the child lies between)
 
@@ -184,17 +185,17 @@ def finish_run(engine: Engine, run_id: str, outcome: Outcome, actor: str) -> Job
     failing_cell, cell_error = _failure(output, interrupted=status != SUCCEEDED)
     if status == FAILED and cell_error:
         error = cell_error
-    secrets = secret_values()
+    secrets = scrubber(urls=[engine.url])
     kept = output is not None and output.is_file()
     if kept:
         assert output is not None
-        _scrub_file(output, secrets)
+        secrets.notebook(output)
         output.chmod(0o400)  # the archive of what ran: never edited afterwards, read by its owner only
     finished = _now()
     values = {
         "status": status, "finished_at": _iso(finished),
         "duration_ms": int((finished - datetime.fromisoformat(run.started_at)).total_seconds() * 1000),
-        "failing_cell": failing_cell, "error": scrub(error, secrets) if error else None,
+        "failing_cell": failing_cell, "error": secrets.text(error) if error else None,
         "output_path": str(output) if kept else None,
     }
     with engine.begin() as conn:
@@ -222,7 +223,7 @@ def _refused(engine: Engine, record: ScheduleRecord, trigger: str, actor: str, p
     row = {
         "run_id": run_id, "job_id": record.job_id, "attempt": 1, "trigger": trigger, "status": REFUSED,
         "started_at": _iso(started), "finished_at": _iso(started), "duration_ms": 0,
-        "approved_hash": record.approved_hash, "code_hash": current, "error": reason,
+        "approved_hash": record.approved_hash, "code_hash": current, "error": scrubber(urls=[engine.url]).text(reason),
         "params": json.dumps({**params, "run_id": run_id}, sort_keys=True),
     }
     with engine.begin() as conn:
@@ -270,26 +271,6 @@ def _failure(output: Path | None, *, interrupted: bool) -> tuple[int | None, str
             if out.get("output_type") == "error":
                 return index, f"cell {index}: {out.get('ename')}: {out.get('evalue')}"
     return None, None
-
-
-# --- secrets ----------------------------------------------------------------------------------------
-def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
-    """Values of environment variables whose names look like secrets (long enough to be worth blanking)."""
-    env = os.environ if environ is None else environ
-    return sorted({v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= 4}, key=len, reverse=True)
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    for value in secrets:
-        text = text.replace(value, REDACTED)
-    return text
-
-
-def _scrub_file(path: Path, secrets: list[str]) -> None:
-    text = path.read_text(encoding="utf-8")
-    clean = scrub(text, [json.dumps(s)[1:-1] for s in secrets])  # as the value appears inside JSON strings
-    if clean != text:
-        path.write_text(clean, encoding="utf-8")
 
 
 def settle_runs(*, db: str | Engine | None = None, job_id: str | None = None, actor: str = "scheduler"

@@ -19,9 +19,10 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from qlcore.audit.log import AuditLog
 from qlcore.ops.controls import is_paused, set_paused
 from qlcore.ops.notebooks import notebook_hash
-from qlcore.ops.runs import RunRefused, execute_run, get_run, job_alerts, list_runs, secret_values
+from qlcore.ops.runs import RunRefused, execute_run, get_run, job_alerts, list_runs
 from qlcore.ops.schedules import ScheduleRecord, write_schedule
 from qlcore.research.notebook import read_records
+from qlcore.store.scrub import secret_values
 
 
 def write_notebook(path: Path, *cells: str, params: str = "fail = False\n") -> Path:
