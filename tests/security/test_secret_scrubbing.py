@@ -389,3 +389,10 @@ def test_the_scrubber_of_the_process_follows_its_environment(monkeypatch):
     before = scrubber()
     monkeypatch.setenv("QLCORE_BROKER_API_KEY", API_KEY)
     assert API_KEY not in before.secrets and API_KEY in scrubber().secrets
+
+
+def test_a_secret_of_punctuation_is_scrubbed_without_blowing_up_on_a_long_text():
+    secret = "!-" * 10
+    near_misses = ("!-" * 9 + "!a") * 500  # every position almost matches
+    assert Scrubber([secret]).text(near_misses) == near_misses
+    assert Scrubber([secret]).text("x " + " ".join(secret) + " y") == f"x {REDACTED} y"
