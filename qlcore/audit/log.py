@@ -10,6 +10,10 @@ a link to the previous hash that does not match (inserted, reordered), a gap in 
 anchors kept outside the database, which name a log rewritten by someone holding the key, a
 truncated log and an emptied one.
 
+Secrets: `record` scrubs the actor, subject and every string of the details of the process's secrets
+and the store's password (`qlcore.store.scrub`) before the entry is chained, so no writer can put
+one into the log, which is kept for good and shown to every viewer.
+
 Writes: a single writer per log is the expected set-up. Entries are chained in memory and
 committed in batches; each commit moves the head row from the seq the writer last saw to the new
 one in the same transaction. A second writer that appended in the meantime makes that update
@@ -33,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 
 from qlcore.audit.anchors import Anchor, AnchorFileError, Anchors, anchor_path, audit_key
 from qlcore.store.db import connect
+from qlcore.store.scrub import scrubber
 from qlcore.store.tables import audit_head, audit_log
 
 GENESIS = "0" * 64
@@ -140,6 +145,8 @@ class AuditLog:
         self.key = audit_key() if key is None else key
         self.anchors = anchors if anchors is not None else Anchors(anchor_path(self.engine.url), self.key)
         self.batch_size = batch_size
+        # every entry passes here: the secrets of this process (and the store's password) never reach the log
+        self.secrets = scrubber(urls=[self.engine.url])
         # several processes append to one chain (engine, dashboards, scheduler): with retries, entries
         # that lost the race are chained again after the other writer's and committed again
         self.conflict_retries = conflict_retries
@@ -161,7 +168,13 @@ class AuditLog:
         if not actor or not action:
             raise ValueError(f"an audit entry needs an actor and an action (got {actor!r}, {action!r})")
         ts = time.time_ns() if ts is None else int(ts)
-        entry = self._chain(actor, action, subject, canonical_json(dict(details or {})), ts)
+        clean = self.secrets
+        text = canonical_json(dict(details or {}))
+        # without an escape, every string of the details is a piece of their JSON text: one search of
+        # the text tells whether any holds a secret (an escape can hide a spaced one: then look at each)
+        if clean and ("\\" in text or clean.found(text)):
+            text = canonical_json(clean.value(dict(details or {})))
+        entry = self._chain(clean.text(actor), action, clean.text(subject), text, ts)
         if len(self._buffer) >= self.batch_size:
             return self.flush()[-1]  # as committed (chained again if another writer came first)
         return entry

@@ -25,7 +25,6 @@ the engine.
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from qlcore.audit.log import canonical_json
 from qlcore.control.priority import FENCING, LANES, PRIORITY
 from qlcore.model.enums import OrderSide, OrderType, TimeInForce
 from qlcore.store.db import connect
+from qlcore.store.scrub import SECRET_NAME
 from qlcore.store.tables import commands as commands_table
 
 if TYPE_CHECKING:
@@ -58,8 +58,6 @@ _TRANSITIONS: dict[str, frozenset[str]] = {
 
 _MAX_USER, _MAX_TARGET = 128, 64  # the columns' widths
 
-# any key that looks like a credential, at any depth of the payload
-_SECRET_KEY = re.compile(r"pass(word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key|credential", re.I)
 
 
 class CommandError(ValueError):
@@ -186,7 +184,7 @@ def _find_secret(value: Any, path: str) -> str | None:
     if isinstance(value, Mapping):
         for key, item in value.items():
             where = f"{path}.{key}" if path else str(key)
-            if _SECRET_KEY.search(str(key)):
+            if SECRET_NAME.search(str(key)):
                 return where
             found = _find_secret(item, where)
             if found:
@@ -637,7 +635,7 @@ def redacted(value: Any) -> Any:
     """`value` with every secret-looking key's value replaced, for recording a refused command."""
     if isinstance(value, Mapping):
         return {
-            str(k): "<redacted>" if _SECRET_KEY.search(str(k)) else redacted(v) for k, v in value.items()
+            str(k): "<redacted>" if SECRET_NAME.search(str(k)) else redacted(v) for k, v in value.items()
         }
     if isinstance(value, list | tuple):
         return [redacted(v) for v in value]

@@ -25,6 +25,7 @@ from qlcore.engine.status import RUNNING
 from qlcore.model.enums import OrderSide, OrderStatus, OrderType, TimeInForce
 from qlcore.model.money import to_decimal
 from qlcore.risk.modes import OPERATOR_FLATTEN_TAG, ModeError, NotAuthorisedError
+from qlcore.store.scrub import scrub
 from qlcore.strategies.manager import InvalidStrategyTransition, StrategyState
 from qlcore.strategies.registry import UnknownStrategyError
 
@@ -89,7 +90,7 @@ class CommandHandlers:
             accepted, reason = False, _message(exc)
         except Exception as exc:  # a bug must not stop the engine; it is recorded and alerted
             log.exception("command %s (%s) failed", command.id, command.kind)
-            accepted, reason = False, f"internal error: {type(exc).__name__}: {exc}"
+            accepted, reason = False, scrub(f"internal error: {type(exc).__name__}: {exc}")
             engine.alert("error", "commands", f"command {command.id} ({command.kind}) failed: {reason}")
         if command.kind in FENCING:
             self.fences.record(command.id, command.kind, command.payload)

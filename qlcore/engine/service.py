@@ -94,6 +94,7 @@ from qlcore.risk.monitors import RiskMonitors
 from qlcore.store.checkpoint import Checkpointer, no_autocheckpoint
 from qlcore.store.db import connect, project_data_dir, resolve_url, sqlite_synchronous
 from qlcore.store.errors import StoreUnavailable, describe, is_store_error, unwritable_files
+from qlcore.store.scrub import scrubber
 from qlcore.strategies.faults import Fault, FaultPolicy
 from qlcore.strategies.manager import StrategyManager, StrategyState
 
@@ -332,6 +333,8 @@ class EngineService:
             del self.recent_fills[:-200]
 
     def alert(self, level: str, source: str, message: str) -> None:
+        # alerts are stored (the status snapshot) and logged: an exception's text may carry a secret
+        message = scrubber(urls=[self.url]).text(message)
         self.alerts.append({"ts": time.time_ns(), "level": level, "source": source, "message": message})
         del self.alerts[:-100]
         log.warning("%s: %s", source, message) if level != "info" else log.info("%s: %s", source, message)

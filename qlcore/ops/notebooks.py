@@ -20,15 +20,12 @@ import ast
 import hashlib
 import json
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Secrets travel through the environment, never as papermill parameters (they would be written
-# into the output notebook and the submission record).
-SECRET_NAME = re.compile(r"password|passwd|secret|token|api_?key|private_?key|credential", re.IGNORECASE)
+from qlcore.store.scrub import SECRET_NAME
 
 
 class ParameterError(ValueError):

@@ -13,8 +13,9 @@ scheduler stores the truth about runs a killed one left ``running``, and how a j
 running beside a run of itself that still lives.
 
 Secrets reach a job through the environment only: the child inherits it, parameters that look
-like secrets are refused, and the values of secret-named variables are blanked out of the output
-notebook and the run record should a notebook print or raise them.
+like secrets are refused, and the process's secrets (`qlcore.store.scrub`), in their common
+disguises, are blanked out of the output notebook and the run record should a notebook print or
+raise them.
 
 Each attempt gets its own credential for the engine (`_run_signer`): a new one-run key, in a 0600
 file in the run's folder (gone with the folder, and blanked out of the outputs like the other
@@ -29,7 +30,7 @@ import os
 import shutil
 import signal
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,12 +51,7 @@ from qlcore.control.users import USERS_FILE, UserStore
 from qlcore.ops.auditing import audit
 from qlcore.ops.bundles import Bundle
 from qlcore.ops.controls import is_paused
-from qlcore.ops.notebooks import (
-    SECRET_NAME,
-    ParameterError,
-    check_not_secret,
-    inspect_notebook,
-)
+from qlcore.ops.notebooks import ParameterError, check_not_secret, inspect_notebook
 from qlcore.ops.runner import (
     FAILED,
     SUCCEEDED,
@@ -74,11 +70,11 @@ from qlcore.ops.schedules import (
 )
 from qlcore.store.db import connect, project_data_dir
 from qlcore.store.liveness import HOST, process_start, same_process_alive
+from qlcore.store.scrub import Scrubber, scrubber
 from qlcore.store.tables import job_run_processes, job_runs
 
 RUNNING, REFUSED = "running", "refused"
 ALERT_STATUSES = (FAILED, TIMEOUT, REFUSED)
-REDACTED = "***"
 WORK_DIR = ".work"  # data/runs/.work/<run id>/: a run's spec, stderr and outcome while it is in progress
 RUN_KEY_FILE = "run.key"  # in the run's folder: its one-run signing key (0600)
 GRANT_MARGIN_S = 120  # a run's grant outlives its timeout by this (its last commands may still be waiting)
@@ -246,17 +242,17 @@ def finish_run(engine: Engine, run_id: str, outcome: Outcome, actor: str) -> Job
     failing_cell, cell_error = _failure(output, interrupted=status != SUCCEEDED)
     if status == FAILED and cell_error:
         error = cell_error
-    secrets = secret_values() + _run_key(engine, run_id)
+    secrets = Scrubber(scrubber(urls=[engine.url]).secrets + tuple(_run_key(engine, run_id)))
     kept = output is not None and output.is_file()
     if kept:
         assert output is not None
-        _scrub_file(output, secrets)
+        secrets.notebook(output)
         output.chmod(0o400)  # the archive of what ran: never edited afterwards, read by its owner only
     finished = _now()
     values = {
         "status": status, "finished_at": _iso(finished),
         "duration_ms": int((finished - datetime.fromisoformat(run.started_at)).total_seconds() * 1000),
-        "failing_cell": failing_cell, "error": scrub(error, secrets) if error else None,
+        "failing_cell": failing_cell, "error": secrets.text(error) if error else None,
         "output_path": str(output) if kept else None,
     }
     with engine.begin() as conn:
@@ -291,7 +287,7 @@ def _refused(engine: Engine, record: ScheduleRecord, trigger: str, actor: str, p
     row = {
         "run_id": run_id, "job_id": record.job_id, "attempt": 1, "trigger": trigger, "status": REFUSED,
         "started_at": _iso(started), "finished_at": _iso(started), "duration_ms": 0,
-        "approved_hash": record.approved_hash, "code_hash": current, "error": reason,
+        "approved_hash": record.approved_hash, "code_hash": current, "error": scrubber(urls=[engine.url]).text(reason),
         "params": json.dumps({**params, "run_id": run_id}, sort_keys=True),
     }
     with engine.begin() as conn:
@@ -339,26 +335,6 @@ def _failure(output: Path | None, *, interrupted: bool) -> tuple[int | None, str
             if out.get("output_type") == "error":
                 return index, f"cell {index}: {out.get('ename')}: {out.get('evalue')}"
     return None, None
-
-
-# --- secrets ----------------------------------------------------------------------------------------
-def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
-    """Values of environment variables whose names look like secrets (long enough to be worth blanking)."""
-    env = os.environ if environ is None else environ
-    return sorted({v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= 4}, key=len, reverse=True)
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    for value in secrets:
-        text = text.replace(value, REDACTED)
-    return text
-
-
-def _scrub_file(path: Path, secrets: list[str]) -> None:
-    text = path.read_text(encoding="utf-8")
-    clean = scrub(text, [json.dumps(s)[1:-1] for s in secrets])  # as the value appears inside JSON strings
-    if clean != text:
-        path.write_text(clean, encoding="utf-8")
 
 
 def settle_runs(*, db: str | Engine | None = None, job_id: str | None = None, actor: str = "scheduler"

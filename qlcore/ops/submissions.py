@@ -71,6 +71,7 @@ from qlcore.ops.schedules import (
     write_schedule,
 )
 from qlcore.store.db import connect, project_data_dir
+from qlcore.store.scrub import scrubber
 from qlcore.store.tables import signed_reviews, submission_reviews, submissions
 
 MODES = ("paper", "live")
@@ -198,6 +199,11 @@ def submit(
         results = {**(results or {}), "nbval": nbval}
         if not nbval["passed"]:
             error = "nbval: " + "; ".join(nbval["failures"].values())
+    secrets = scrubber(urls=[engine.url])  # what a notebook printed or raised is kept: never its secrets
+    for kept in (output, output.with_name("nbval.ipynb")):
+        if kept.is_file():
+            secrets.notebook(kept)
+    error, results = (secrets.text(error) if error else None), secrets.value(results)
     step = "fail" if error else "succeed"
     _move(engine, sub_id, step, results=json.dumps(results, sort_keys=True) if results is not None else None, error=error)
     audit.record(author, f"submission.{TRANSITIONS[('running', step)]}", f"submission/{sub_id}",

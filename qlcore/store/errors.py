@@ -15,6 +15,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from qlcore.store.scrub import SECRET_NAME, scrubber
+
 # what the drivers raise when the store cannot be reached or written (not a bug of ours: a fault)
 STORE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, DBAPIError, PoolTimeout, sqlite3.Error)
 try:  # the PostgreSQL driver is optional for SQLite-only installs
@@ -56,13 +58,15 @@ def is_store_error(exc: BaseException) -> bool:
 
 
 def safe_url(url: str | None) -> str:
-    """The URL as it may be shown: without its password."""
+    """The URL as it may be shown: without its password, in the userinfo or as a query parameter."""
     if not url:
         return ""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL is shown without anything after a '@'
-        return url.rsplit("@", 1)[-1]
+        parsed = make_url(url)
+        secret = [k for k in parsed.query if SECRET_NAME.search(k)]  # ?password=... is left out
+        return parsed.difference_update_query(secret).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is shown without anything up to its last '@', nor a query
+        return url.rsplit("@", 1)[-1].split("?", 1)[0]
 
 
 def driver_message(exc: BaseException) -> str:
@@ -78,7 +82,8 @@ def describe(exc: BaseException, url: str | None = None) -> str:
     lowered = said.lower()
     meaning = next((hint for needle, hint in _HINTS if needle in lowered), None)
     head = f"the store {safe_url(url)} is unavailable: {said}" if url else f"the store is unavailable: {said}"
-    return f"{head} ({meaning})" if meaning else head
+    # a driver may quote its connection string: the sentence is shown, alerted and stored as an event
+    return scrubber(urls=[url] if url else []).text(f"{head} ({meaning})" if meaning else head)
 
 
 def unwritable_files(url: str) -> list[Path]:

@@ -15,6 +15,8 @@ import math
 import traceback
 from dataclasses import dataclass
 
+from qlcore.store.scrub import scrubber
+
 __all__ = ["HOOKS", "Fault", "FaultPolicy"]
 
 # the hooks whose errors fail a strategy (load_state is not among them: a saved state it cannot
@@ -57,8 +59,10 @@ class Fault:
 
     @classmethod
     def of(cls, hook: str, exc: BaseException) -> Fault:
-        text = "".join(traceback.format_exception(exc))
-        return cls(hook, f"{type(exc).__name__}: {exc}", text)
+        # stored in the strategy's StrategyFailed event, its alert and the audit log: without secrets
+        clean = scrubber()
+        text = clean.text("".join(traceback.format_exception(exc)))
+        return cls(hook, clean.text(f"{type(exc).__name__}: {exc}"), text)
 
     @classmethod
     def over_budget(cls, elapsed_s: float, budget_s: float) -> Fault:

@@ -46,6 +46,7 @@ from qlcore.model.enums import OrderSide, OrderStatus
 from qlcore.model.market import Bar
 from qlcore.model.money import ZERO, canonical, to_decimal
 from qlcore.risk.chain import RiskChain
+from qlcore.store.scrub import scrub
 from qlcore.strategies.base import Strategy
 from qlcore.strategies.faults import Fault, FaultPolicy
 from qlcore.strategies.registry import StrategyPlaces, create_strategy
@@ -397,7 +398,7 @@ class StrategyManager:
                 record.strategy.on_stop()
             except Exception as exc:  # stopping is the way out of trouble: it must not be blocked
                 log.exception("strategy %s: on_stop raised; stopped all the same", strategy_id)
-                body["on_stop_error"] = f"{type(exc).__name__}: {exc}"
+                body["on_stop_error"] = scrub(f"{type(exc).__name__}: {exc}")
         details = json.dumps(body, sort_keys=True)
         self._record_event(StrategyStopped(self.kernel.clock.now, strategy_id, actor, details))
         self._set_state(record, target)

@@ -20,9 +20,10 @@ from signed_jobs import approved_job
 from qlcore.audit.log import AuditLog
 from qlcore.ops.bundles import approved_dir, read_bundle
 from qlcore.ops.controls import is_paused, set_paused
-from qlcore.ops.runs import RunRefused, execute_run, get_run, job_alerts, list_runs, secret_values
+from qlcore.ops.runs import RunRefused, execute_run, get_run, job_alerts, list_runs
 from qlcore.ops.schedules import ScheduleRecord
 from qlcore.research.notebook import read_records
+from qlcore.store.scrub import secret_values
 
 
 def write_notebook(path: Path, *cells: str, params: str = "fail = False\n") -> Path:
