@@ -15,6 +15,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -76,19 +77,25 @@ class CalendarCheck:
     def off_calendar(self) -> int:
         return sum(1 for g in self.gaps if g.kind == "off_calendar")
 
+    def summary(self) -> str:
+        """``"124 sessions missing, 1 hole of more than 5 sessions"``; ``"none"`` when ok."""
+        parts = []
+        if self.missing:
+            parts.append(f"{self.missing:,} {self.calendar} sessions missing")
+        if self.holes:
+            parts.append(f"{self.holes} hole{'s' if self.holes > 1 else ''} of more than "
+                         f"{self.hole_sessions} sessions")
+        if self.off_calendar:
+            parts.append(f"{self.off_calendar} days with bars off the calendar")
+        return ", ".join(parts) or "none"
+
     def lines(self) -> list[str]:
         """The summary line and one line per gap (the first `_SHOWN`), for reports."""
         head = (f"calendar {self.calendar}: {self.sessions:,} sessions {self.first:%Y-%m-%d} .. "
                 f"{self.last:%Y-%m-%d}")
         if self.ok:
             return [f"{head}, every one with bars; gaps: none"]
-        parts = [f"{self.missing:,} sessions missing"]
-        if self.holes:
-            parts.append(f"{self.holes} hole{'s' if self.holes > 1 else ''} of more than "
-                         f"{self.hole_sessions} sessions")
-        if self.off_calendar:
-            parts.append(f"{self.off_calendar} days with bars off the calendar")
-        lines = [f"{head}; gaps: {', '.join(parts)}"]
+        lines = [f"{head}; gaps: {self.summary()}"]
         lines += [f"  {gap}" for gap in self.gaps[:_SHOWN]]
         if len(self.gaps) > _SHOWN:
             lines.append(f"  ... and {len(self.gaps) - _SHOWN:,} more")
@@ -134,12 +141,15 @@ def _missing(sessions: pd.DatetimeIndex, days: pd.DatetimeIndex, calendar: str, 
 
 
 def _sessions(calendar: str, start: str, end: str) -> pd.DatetimeIndex:
-    cal = _calendar(calendar, start, end)
-    return pd.DatetimeIndex(cal.sessions_in_range(start, end)).as_unit("ns")
+    # the calendar's own bounds must be sessions; the data's first and last days need not be
+    pad = pd.Timedelta(days=14)
+    cal = _calendar(calendar, f"{pd.Timestamp(start) - pad:%Y-%m-%d}", f"{pd.Timestamp(end) + pad:%Y-%m-%d}")
+    sessions = pd.DatetimeIndex(cal.sessions).as_unit("ns")
+    return sessions[(sessions >= pd.Timestamp(start)) & (sessions <= pd.Timestamp(end))]
 
 
 @lru_cache(maxsize=32)
-def _calendar(name: str, start: str | None, end: str | None):  # type: ignore[no-untyped-def]
+def _calendar(name: str, start: str | None, end: str | None) -> Any:
     # immutable reference data, the same for every caller; building one costs ~0.1 s
     import exchange_calendars as xcals
 

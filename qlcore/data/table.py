@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -150,9 +150,9 @@ def parse_timestamps(text: pd.Series, options: CsvOptions = DEFAULT_OPTIONS) -> 
             why[naive] = reasons
         elif has_offset.any():
             first = text.index[int(np.argmax(has_offset))]
-            why[naive] = (f"has no UTC offset, while {first} ({text[first]}) has one; give tz "
+            why[naive] = (f"has no UTC offset, while line {first} ({text[first]}) has one; give tz "
                           "(--tz) to say which zone the naive times are in")
-            wall = wall.where(False)
+            wall = pd.Series(pd.NaT, index=wall.index, dtype="datetime64[ns]")
         ts[naive] = wall
     zone = options.zone or ("UTC" if has_offset.any() else None)
     return Stamps(_in_range(ts), zone, why)
@@ -172,16 +172,15 @@ def localize(wall: pd.Series, zone: str) -> tuple[pd.Series, pd.Series]:
     return local.dt.tz_convert("UTC").dt.tz_localize(None).dt.as_unit("ns"), why
 
 
-def _epoch(text: pd.Series, unit: str) -> pd.Series:
+def _epoch(text: pd.Series, unit: Any) -> pd.Series:
     raw = text.astype(str).str.strip()
-    whole = raw.str.fullmatch(r"[-+]?\d{1,19}").to_numpy(dtype=bool, na_value=False)
+    whole = raw.str.fullmatch(r"[-+]?\d{1,19}").fillna(False).astype(bool)
     ts = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
-    if whole.any():  # integers exactly: epoch nanoseconds do not fit a float
-        numbers = pd.to_numeric(raw[whole], errors="coerce")
-        ts[whole] = pd.to_datetime(numbers, unit=unit, errors="coerce").dt.as_unit("ns")
-    if (~whole).any():
-        numbers = pd.to_numeric(raw[~whole], errors="coerce")
-        ts[~whole] = pd.to_datetime(numbers, unit=unit, errors="coerce").dt.as_unit("ns")
+    # integers are read as integers: epoch nanoseconds do not fit a float
+    for part in (whole, ~whole):
+        if part.any():
+            numbers = pd.to_numeric(raw[part], errors="coerce")
+            ts[part] = pd.to_datetime(numbers, unit=unit, errors="coerce").dt.as_unit("ns")
     return ts
 
 
