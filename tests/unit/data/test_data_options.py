@@ -5,7 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from qlcore.data import CsvOptions, DataOptionError, DataValidationError, check_bars, inspect_file, load_csv
+from qlcore.data import (
+    CsvOptions,
+    DataOptionError,
+    DataValidationError,
+    check_bars,
+    inspect_file,
+    load_csv,
+)
 from qlcore.data.parquet import load_parquet, save_parquet
 from qlcore.data.synthetic import synthetic_bars
 
