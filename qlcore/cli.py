@@ -301,21 +301,47 @@ def data_list(
 def data_check(
     path: Annotated[Path, typer.Argument(help="a CSV or Parquet bar file")],
     repair: Annotated[bool, typer.Option(help="apply the well-defined repairs (sort, dedupe, clip, merge)")] = False,
+    timestamp_unit: Annotated[str | None, typer.Option(
+        help="the timestamp column is epoch numbers in this unit: s, ms, us or ns (UTC)")] = None,
+    date_format: Annotated[str | None, typer.Option(help="strftime format of the timestamps, e.g. '%d/%m/%Y %H:%M'")] = None,
+    dayfirst: Annotated[bool, typer.Option("--dayfirst", help="dates write the day first: 31/01/2006")] = False,
+    delimiter: Annotated[str, typer.Option(help="field separator: ',', ';', '|' or 'tab'")] = ",",
+    tz: Annotated[str | None, typer.Option(help="the zone naive timestamps are in, e.g. UTC or America/New_York")] = None,
+    exchange_tz: Annotated[str | None, typer.Option(
+        help="the exchange's zone: bar times are converted to it (default: --tz)")] = None,
+    adjusted: Annotated[bool, typer.Option("--adjusted", help="trade adjusted prices: scale by Adj Close / Close")] = False,
+    calendar: Annotated[str, typer.Option(
+        help="exchange calendar to find missing sessions on (exchange_calendars name), or 'none'")] = "XNYS",
+    hole_sessions: Annotated[int, typer.Option(help="a gap of more sessions than this is a hole")] = 5,
+    allow_gaps: Annotated[bool, typer.Option("--allow-gaps", help="report calendar gaps but exit 0")] = False,
 ) -> None:
-    """Validate a bar file and print its quality report; exit 2 if it has issues (bad input)."""
+    """Validate a bar file and print its quality report; exit 2 if it has issues (bad input),
+    1 if it loads but misses sessions of the calendar (unless --allow-gaps)."""
     from qlcore.data import inspect_file
+    from qlcore.data.errors import DataOptionError
+    from qlcore.data.options import CsvOptions
 
     if not path.exists():
         raise FileNotFoundError(f"data file not found: {path}")
     try:
-        report = inspect_file(path, repair=repair)
-    except ValueError as exc:  # not a .csv or .parquet name
+        options = CsvOptions(timestamp_unit=timestamp_unit, date_format=date_format, dayfirst=dayfirst,
+                             delimiter="\t" if delimiter.lower() in ("tab", "\\t") else delimiter,
+                             tz=tz, exchange_tz=exchange_tz, adjusted=adjusted)
+        report = inspect_file(path, repair=repair, options=options,
+                              calendar=None if calendar.lower() == "none" else calendar, hole_sessions=hole_sessions)
+    except (DataOptionError, ValueError) as exc:  # a bad option, or not a .csv or .parquet name
         raise UserError(str(exc)) from None
     typer.echo(str(report))
     if report.issues:
         first = report.issues[0]
         typer.secho(f"error: {first}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
+    if not report.complete and report.calendar is not None:
+        gaps = report.calendar
+        typer.secho(f"error: {path}: {gaps.summary()} (first: {gaps.gaps[0]})"
+                    + ("; allowed by --allow-gaps" if allow_gaps else ""), fg=typer.colors.RED, err=True)
+        if not allow_gaps:
+            raise typer.Exit(1)
 
 
 @app.command()

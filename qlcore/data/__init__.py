@@ -1,15 +1,18 @@
 """Market data: load, validate and describe OHLCV bars in one canonical frame.
 
-The canonical bar frame: a DataFrame indexed by a tz-naive, strictly increasing, unique
-``DatetimeIndex`` named ``"ts"`` (datetime64[ns], exchange-local time as written), columns exactly
-``open, high, low, close, volume`` as float64, and ``attrs`` holding ``symbol``, ``source``,
-``sha256`` and ``frequency`` (``"1D"``, ``"5min"``, ``"tick"``, ...).
+The canonical bar frame: a DataFrame indexed by a strictly increasing, unique ``DatetimeIndex``
+named ``"ts"`` (datetime64[ns]) — tz-aware in the exchange's zone when the zone is known (a file with
+UTC offsets or epoch times, a ``tz`` / ``exchange_tz`` option, a tz-aware frame or Parquet file),
+else tz-naive exchange-local time as written — columns exactly ``open, high, low, close, volume`` as
+float64, and ``attrs`` holding ``symbol``, ``source``, ``sha256`` and ``frequency`` (``"1D"``,
+``"5min"``, ``"tick"``, ...), plus ``adjusted: True`` when prices were scaled by Adj Close.
+A tz-aware index's ``asi8`` is UTC nanoseconds, the engine's clock.
 """
 
 from qlcore.data.catalog import inspect_file, list_datasets, load
 from qlcore.data.conditions import RegimeConfig, VolatilityMonitor, VolatilityRegimeChanged
 from qlcore.data.csv import load_csv
-from qlcore.data.errors import DataIssue, DataValidationError, UnknownSymbolError
+from qlcore.data.errors import DataIssue, DataOptionError, DataValidationError, UnknownSymbolError
 from qlcore.data.feed import (
     Fault,
     FaultKind,
@@ -19,6 +22,7 @@ from qlcore.data.feed import (
     SymbolSeed,
     SyntheticIntradayFeed,
 )
+from qlcore.data.options import CsvOptions
 from qlcore.data.parquet import load_parquet, save_parquet
 from qlcore.data.quality import (
     DataGap,
@@ -31,7 +35,9 @@ from qlcore.data.quality import (
 )
 from qlcore.data.repair import REPAIRS
 from qlcore.data.report import DataQualityReport
+from qlcore.data.resample import resample_bars
 from qlcore.data.sample import SAMPLE_SYMBOLS, load_sample
+from qlcore.data.sessions import CalendarCheck, SessionGap, check_sessions
 from qlcore.data.synthetic import synthetic_bars
 from qlcore.data.table import COLUMNS
 from qlcore.data.validate import check_bars, infer_frequency, validate_bars
@@ -40,8 +46,11 @@ __all__ = [
     "COLUMNS",
     "REPAIRS",
     "SAMPLE_SYMBOLS",
+    "CalendarCheck",
+    "CsvOptions",
     "DataGap",
     "DataIssue",
+    "DataOptionError",
     "DataQualityReport",
     "DataQuarantined",
     "DataValidationError",
@@ -56,12 +65,14 @@ __all__ = [
     "QualityConfig",
     "RegimeConfig",
     "ReplayFeed",
+    "SessionGap",
     "SymbolSeed",
     "SyntheticIntradayFeed",
     "UnknownSymbolError",
     "VolatilityMonitor",
     "VolatilityRegimeChanged",
     "check_bars",
+    "check_sessions",
     "infer_frequency",
     "inspect_file",
     "list_datasets",
@@ -69,6 +80,7 @@ __all__ = [
     "load_csv",
     "load_parquet",
     "load_sample",
+    "resample_bars",
     "save_parquet",
     "synthetic_bars",
     "validate_bars",

@@ -5,17 +5,20 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from qlcore.data.csv import load_csv, read_csv_bars
-from qlcore.data.errors import DataIssue
+from qlcore.data.errors import DataIssue, DataOptionError
+from qlcore.data.options import CsvOptions, option_name
 from qlcore.data.parquet import load_parquet, read_parquet_bars
 from qlcore.data.repair import RepairSpec
 from qlcore.data.report import DataQualityReport
 from qlcore.data.sample import SAMPLE_SYMBOLS, load_sample
+from qlcore.data.sessions import HOLE_SESSIONS, check_sessions
 from qlcore.data.synthetic import synthetic_bars
 
 LIST_COLUMNS = ("name", "kind", "rows", "start", "end", "frequency", "source", "error")
@@ -52,9 +55,33 @@ def load(spec: str | os.PathLike[str], **kw: Any) -> pd.DataFrame:
     )
 
 
-def inspect_file(path: str | os.PathLike[str], repair: RepairSpec = False) -> DataQualityReport:
-    """The quality report of a ``.csv`` or ``.parquet`` bar file, without raising on bad data."""
-    return _reader(Path(path))(path, repair=repair)[1]
+def inspect_file(
+    path: str | os.PathLike[str],
+    repair: RepairSpec = False,
+    options: CsvOptions | None = None,
+    calendar: str | None = None,
+    hole_sessions: int = HOLE_SESSIONS,
+) -> DataQualityReport:
+    """The quality report of a ``.csv`` or ``.parquet`` bar file, without raising on bad data.
+
+    ``options`` say how to read a CSV (a Parquet file takes only ``exchange_tz``). With a
+    ``calendar`` (an exchange_calendars name such as ``XNYS``), a file that loads is compared with
+    its sessions: missing sessions, holes of more than ``hole_sessions``, bars off the calendar.
+    """
+    file = Path(path)
+    reader = _reader(file)
+    options = options or CsvOptions()
+    if reader is read_csv_bars:
+        frame, report = read_csv_bars(path, repair=repair, options=options)
+    else:
+        not_parquet = [f.name for f in fields(CsvOptions)
+                       if f.name != "exchange_tz" and getattr(options, f.name) != f.default]
+        if not_parquet:
+            raise DataOptionError(option_name(not_parquet[0]), f"applies to CSV files; {file.name} is Parquet")
+        frame, report = read_parquet_bars(path, repair=repair, exchange_tz=options.exchange_tz)
+    if calendar is not None and frame is not None:
+        report = replace(report, calendar=check_sessions(frame, calendar, hole_sessions))
+    return report
 
 
 def list_datasets(extra_dirs: Iterable[str | os.PathLike[str]] = ()) -> pd.DataFrame:

@@ -72,3 +72,12 @@ class UnknownSymbolError(KeyError):
 
     def __str__(self) -> str:  # KeyError would repr-quote the message
         return str(self.args[0])
+
+
+class DataOptionError(ValueError):
+    """A loader option that is unknown, malformed, or contradicts another: names the option and why."""
+
+    def __init__(self, option: str, reason: str) -> None:
+        self.option = option
+        self.reason = reason
+        super().__init__(f"{option}: {reason}")

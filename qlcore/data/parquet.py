@@ -1,7 +1,8 @@
 """Bar frames in Parquet: the canonical frame stored as is, validated by the same rules on load.
 
 A Parquet file must hold the canonical columns with the bar times as index (or as a ``ts``
-column). A tz-aware index is turned into its local wall-clock time. Rows in issues are 0-based
+column). A tz-aware index stays tz-aware (converted to ``exchange_tz`` when given); a naive one
+is taken as the wall-clock time in ``exchange_tz`` when given. Rows in issues are 0-based
 positions, since a Parquet file has no lines.
 """
 
@@ -16,6 +17,7 @@ import pandas as pd
 
 from qlcore.data.csv import symbol_from_path
 from qlcore.data.errors import DataIssue
+from qlcore.data.options import CsvOptions
 from qlcore.data.pipeline import finish, read_source, require, unreadable
 from qlcore.data.repair import RepairSpec, resolve_repairs
 from qlcore.data.report import DataQualityReport
@@ -24,17 +26,25 @@ from qlcore.data.validate import validate_bars
 
 
 def load_parquet(
-    path: str | os.PathLike[str], symbol: str | None = None, repair: RepairSpec = False
+    path: str | os.PathLike[str],
+    symbol: str | None = None,
+    repair: RepairSpec = False,
+    exchange_tz: str | None = None,
 ) -> pd.DataFrame:
     """Load a Parquet bar file as the canonical frame; DataValidationError names the first bad row."""
-    return require(*read_parquet_bars(path, symbol, repair))
+    return require(*read_parquet_bars(path, symbol, repair, exchange_tz))
 
 
 def read_parquet_bars(
-    path: str | os.PathLike[str], symbol: str | None = None, repair: RepairSpec = False
+    path: str | os.PathLike[str],
+    symbol: str | None = None,
+    repair: RepairSpec = False,
+    exchange_tz: str | None = None,
 ) -> tuple[pd.DataFrame | None, DataQualityReport]:
     """The frame (None if invalid) and the quality report for a Parquet bar file."""
     repairs = resolve_repairs(repair)
+    if exchange_tz is not None:
+        CsvOptions(exchange_tz=exchange_tz)  # names a zone that does not exist
     file = Path(path).expanduser().resolve()
     data, problem = read_source(file)
     if data is None:
@@ -48,10 +58,8 @@ def read_parquet_bars(
                           symbol or symbol_from_path(file))
     if "ts" in df.columns and not isinstance(df.index, pd.DatetimeIndex):
         df = df.set_index("ts")
-    if isinstance(df.index, pd.DatetimeIndex) and df.index.tz is not None:
-        df = df.tz_localize(None)
     stored = df.attrs.get("symbol")
-    table, issues, findings = table_from_frame(df, str(file))
+    table, issues, findings = table_from_frame(df, str(file), exchange_tz)
     return finish(
         table,
         issues,

@@ -46,7 +46,7 @@ def finish(
     worded, total = collect(table, issues, findings, limit)
     frame = None
     if table is not None and total == 0:
-        frame = _canonical(table.bars, symbol, source, sha256)
+        frame = _canonical(table, symbol, source, sha256)
     return frame, _report(table, worded, total, counts, source)
 
 
@@ -83,8 +83,9 @@ def csv_digest(frame: pd.DataFrame) -> str:
     return hashlib.sha256(frame.to_csv(lineterminator="\n").encode()).hexdigest()
 
 
-def _canonical(bars: pd.DataFrame, symbol: str, source: str, sha256: str | None) -> pd.DataFrame:
-    index = pd.DatetimeIndex(bars["ts"].to_numpy().astype("datetime64[ns]"), name="ts")
+def _canonical(table: Table, symbol: str, source: str, sha256: str | None) -> pd.DataFrame:
+    bars = table.bars
+    index = table.index(bars["ts"].to_numpy())
     data = {col: bars[col].to_numpy(dtype="float64") for col in COLUMNS}
     frame = pd.DataFrame(data, index=index)
     frame.attrs.update(
@@ -93,6 +94,8 @@ def _canonical(bars: pd.DataFrame, symbol: str, source: str, sha256: str | None)
         sha256=sha256 or csv_digest(frame),
         frequency=infer_frequency(index),
     )
+    if table.adjusted:
+        frame.attrs["adjusted"] = True
     return frame
 
 
@@ -106,8 +109,9 @@ def _report(
     if table is None:
         return DataQualityReport(source, 0, None, None, "unknown", issues, counts, total)
     stamps = table.bars["ts"].dropna()
-    index = pd.DatetimeIndex(np.sort(stamps.to_numpy()))
+    index = table.index(np.sort(stamps.to_numpy()))
     start = index[0] if len(index) else None
     end = index[-1] if len(index) else None
     frequency = infer_frequency(index)
-    return DataQualityReport(source, len(table.bars), start, end, frequency, issues, counts, total)
+    return DataQualityReport(source, len(table.bars), start, end, frequency, issues, counts, total,
+                             notes=table.notes)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from qlcore.data.errors import DataIssue
+from qlcore.data.sessions import CalendarCheck
 
 _SHOWN = 20  # issues listed in text and HTML renderings; the rest are counted
 
@@ -17,6 +18,8 @@ class DataQualityReport:
     """Rows, time span, frequency, remaining issues and repairs applied (name -> rows changed).
 
     ``issues`` lists the first issues in input order (up to 1,000); ``issue_count`` counts all.
+    ``notes`` say what the load did to the data (adjusted prices, time zones); ``calendar`` holds
+    the comparison with an exchange calendar, when one was asked for (see `check_sessions`).
     """
 
     source: str
@@ -27,6 +30,8 @@ class DataQualityReport:
     issues: list[DataIssue] = field(default_factory=list)
     repairs: dict[str, int] = field(default_factory=dict)
     issue_count: int | None = None  # all issues found; ``issues`` lists the first of them
+    notes: tuple[str, ...] = ()
+    calendar: CalendarCheck | None = None
 
     def __post_init__(self) -> None:
         if self.issue_count is None:
@@ -34,8 +39,13 @@ class DataQualityReport:
 
     @property
     def ok(self) -> bool:
-        """True when nothing is left that would stop the load."""
+        """True when nothing is left that would stop the load (gaps do not: see ``complete``)."""
         return not self.issues
+
+    @property
+    def complete(self) -> bool:
+        """True when the calendar check, if any, found every session with bars and no bar off it."""
+        return self.calendar is None or self.calendar.ok
 
     def _count(self) -> int:
         return len(self.issues) if self.issue_count is None else self.issue_count
@@ -54,15 +64,18 @@ class DataQualityReport:
             f"  {self.rows:,} rows, {self._span()}, frequency {self.frequency}",
             f"  repairs: {self._repairs_text()}",
         ]
+        lines += [f"  {note}" for note in self.notes]
         if not self.issues:
             lines.append("  issues: none")
-            return "\n".join(lines)
-        lines.append(f"  issues: {self._count():,}")
-        for issue in self.issues[:_SHOWN]:
-            where = issue.location
-            lines.append(f"    {where}: {issue.reason}" if where else f"    {issue.reason}")
-        if self._count() > _SHOWN:
-            lines.append(f"    ... and {self._count() - _SHOWN:,} more")
+        else:
+            lines.append(f"  issues: {self._count():,}")
+            for issue in self.issues[:_SHOWN]:
+                where = issue.location
+                lines.append(f"    {where}: {issue.reason}" if where else f"    {issue.reason}")
+            if self._count() > _SHOWN:
+                lines.append(f"    ... and {self._count() - _SHOWN:,} more")
+        if self.calendar is not None:
+            lines += [f"  {line}" for line in self.calendar.lines()]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -74,8 +87,11 @@ class DataQualityReport:
             ("end", str(self.end) if self.end is not None else ""),
             ("frequency", self.frequency),
             ("repairs", self._repairs_text()),
+            *(("note", note) for note in self.notes),
             ("issues", f"{self._count():,}" if self.issues else "none"),
         ]
+        if self.calendar is not None:
+            summary += [("calendar", line.strip()) for line in self.calendar.lines()]
         parts = ["<table>"]
         parts += [f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in summary]
         parts.append("</table>")

@@ -3,7 +3,7 @@
 Rules, in the order they are reported within one row (issue ``kind`` in brackets):
 
 - the table: missing [missing_column], unknown [unknown_column] or duplicate [duplicate_column]
-  columns; a tz-aware index [tz_aware]; a CSV row with the wrong number of fields
+  columns; a CSV row with the wrong number of fields
   [field_count]; no data rows [no_rows]; a CSV without a header [no_header]; a file that cannot be
   read [not_a_file, unreadable, not_parquet], is not UTF-8 [not_utf8], has a line of more than a
   megabyte [line_too_long], fields not separated by commas [wrong_delimiter] or a broken quote
@@ -199,6 +199,8 @@ def infer_frequency(index: pd.DatetimeIndex) -> str:
     not a whole number of seconds, ``"unknown"`` with fewer than two bars."""
     if len(index) < 2:
         return "unknown"
+    if index.tz is not None:  # spacing on the exchange's clock: a day is a day across DST
+        index = index.tz_localize(None)
     stamps = np.sort(index.as_unit("ns").asi8)
     step = round(float(np.median(np.diff(stamps))))
     for size, suffix in _UNITS:

@@ -97,13 +97,16 @@ def test_bad_parquet_names_the_zero_based_row(tmp_path):
     assert str(caught.value).startswith(f"{path.resolve()} row 8, column 'volume'")
 
 
-def test_parquet_with_ts_column_and_tz_aware_times_loads_as_local_time(tmp_path):
+def test_parquet_with_ts_column_and_tz_aware_times_stays_tz_aware(tmp_path):
     df = synthetic_bars(5, start="2020-01-02 09:30").tz_localize("America/New_York")
     path = tmp_path / "ny.parquet"
     df.reset_index().to_parquet(path)
     loaded = load_parquet(path)
-    assert loaded.index.tz is None
-    assert loaded.index[0] == pd.Timestamp("2020-01-02 09:30")
+    assert str(loaded.index.tz) == "America/New_York"
+    assert loaded.index[0] == pd.Timestamp("2020-01-02 09:30", tz="America/New_York")
+    assert loaded.index.asi8[0] == pd.Timestamp("2020-01-02 14:30", tz="UTC").value  # UTC ns underneath
+    in_london = load_parquet(path, exchange_tz="Europe/London")
+    assert in_london.index[0] == pd.Timestamp("2020-01-02 14:30", tz="Europe/London")
 
 
 def test_canonical_frame_round_trips_through_to_csv(tmp_path):

@@ -139,3 +139,47 @@ def test_list_datasets_lists_every_shared_file_and_its_error(shared_data):
     assert files.loc["orcl-1995-2014-daily.csv", "start"] == pd.Timestamp("1995-01-03")
     assert "line 24" in files.loc["futures-2015-09-23-ticks.csv", "error"]
     assert files.drop(index="futures-2015-09-23-ticks.csv")["error"].isna().all()
+
+
+def test_yahoo_file_traded_adjusted_uses_adj_close(shared_data):
+    df = load_csv(shared_data / "orcl-1995-2014-daily.csv", adjusted=True)
+    first = df.iloc[0]
+    # line 2: 1995-01-03,2.179012,2.191358,2.117284,2.117284,1.883304,36301200
+    factor = 1.883304 / 2.117284
+    assert first["close"] == pytest.approx(1.883304, abs=1e-12)
+    assert first["open"] == pytest.approx(2.179012 * factor, rel=1e-12)
+    assert first["volume"] == pytest.approx(36301200 / factor, rel=1e-12)
+    assert (df["close"] * df["volume"]).iloc[0] == pytest.approx(2.117284 * 36301200, rel=1e-12)  # value traded kept
+    assert df.attrs["adjusted"] is True and len(df) == 5036
+
+
+@pytest.mark.parametrize("name", ["orcl-1995-2014-daily.csv", "nvda-1999-2014-daily.csv", "yhoo-1996-2015-daily.csv"])
+def test_real_daily_files_have_every_nyse_session(shared_data, name):
+    report = inspect_file(shared_data / name, calendar="XNYS")
+    assert report.ok and report.complete
+    assert report.calendar is not None and report.calendar.sessions == DAILY_AND_INTRADAY[name][1]
+
+
+def test_real_futures_files_are_on_the_xetra_calendar_not_nyse(shared_data):
+    path = shared_data / "futures-2006-01-02-1min.csv"
+    xetr = inspect_file(path, calendar="XETR")
+    assert xetr.complete and xetr.calendar is not None and xetr.calendar.sessions == 41
+    nyse = inspect_file(path, calendar="XNYS").calendar
+    assert nyse is not None and [str(g) for g in nyse.gaps] == [
+        "bars on 2006-01-02, which is not an XNYS session",  # New Year observed
+        "bars on 2006-01-16, which is not an XNYS session",  # Martin Luther King Day
+        "bars on 2006-02-20, which is not an XNYS session",  # Presidents' Day
+    ]
+
+
+def test_real_daily_file_resampled_to_weeks_keeps_totals_and_extremes(shared_data):
+    from qlcore.data import resample_bars
+
+    df = load_csv(shared_data / "orcl-1995-2014-daily.csv")
+    weekly = resample_bars(df, "1W")
+    assert weekly["volume"].sum() == df["volume"].sum()
+    assert weekly["high"].max() == df["high"].max() and weekly["low"].min() == df["low"].min()
+    # the first week: 1995-01-03 (Tue) .. 1995-01-06 (Fri)
+    assert weekly.index[0] == pd.Timestamp("1995-01-06")
+    assert weekly.iloc[0]["open"] == 2.179012 and weekly.iloc[0]["close"] == df.loc["1995-01-06", "close"]
+    assert 1040 <= len(weekly) <= 1045  # twenty years of weeks

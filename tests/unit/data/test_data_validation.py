@@ -179,14 +179,14 @@ def test_file_without_data_rows_is_rejected(write_csv, lines):
     assert caught.value.kind == "no_rows"
 
 
-def test_utc_offsets_are_dropped_keeping_local_wall_time(write_csv):
+def test_utc_offsets_are_kept_and_the_frame_is_in_utc_without_an_exchange_zone(write_csv):
     lines = [
         "Datetime,Open,High,Low,Close,Volume",
         "2020-01-02T09:30:00+01:00,10,11,9,10,5",
         "2020-01-02T09:31:00Z,10,11,9,10,5",
     ]
     df = load_csv(write_csv(lines))
-    assert list(df.index) == [pd.Timestamp("2020-01-02 09:30"), pd.Timestamp("2020-01-02 09:31")]
+    assert list(df.index) == [pd.Timestamp("2020-01-02 08:30", tz="UTC"), pd.Timestamp("2020-01-02 09:31", tz="UTC")]
 
 
 # -- in-memory frames: rows are 0-based positions --------------------------------------------
@@ -230,9 +230,9 @@ def test_frame_with_wrong_columns_or_index_is_reported():
     }
 
 
-def test_frame_with_tz_aware_index_is_reported():
+def test_frame_with_tz_aware_index_is_valid():
     df = synthetic_bars(3).tz_localize("America/New_York")
-    assert [issue.kind for issue in check_bars(df)] == ["tz_aware"]
+    assert check_bars(df) == []
 
 
 def test_frame_with_text_values_is_reported():
