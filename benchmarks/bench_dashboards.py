@@ -226,8 +226,10 @@ def main() -> None:
     try:
         subprocess.run([str(QLCORE), "users", "add", USER, "--role", "trader", "--password-stdin"],
                        input=PASSWORD + "\n", env=env, check=True, capture_output=True, text=True)
-        # the order load must keep orders and fills moving: no limits (paper only, with a stated approval)
-        engine = subprocess.Popen([str(QLCORE), "engine", "--demo", "--no-limits", "--admin-approval",
+        # the order load must keep orders and fills moving: no limits (paper only, with an admin's approval)
+        subprocess.run([str(QLCORE), "users", "add", "bench-admin", "--role", "admin", "--password-stdin"],
+                       input=PASSWORD + "\n", env=env, check=True, capture_output=True, text=True)
+        engine = subprocess.Popen([str(QLCORE), "engine", "--demo", "--no-limits", "--admin", "bench-admin", "--admin-approval",
                                    "dashboard benchmark: the order load must not be denied"], env=env, stdout=open(tmp / "engine.log", "w"),
                                   stderr=subprocess.STDOUT)
         procs.append(engine)

@@ -51,8 +51,16 @@ from qlcore.store.db import dispose_all
 
 SYMBOLS = ("AAPL", "MSFT", "IBM", "GOOG")
 # raw speed: the orders of one turn share one market instant, which the default limits' order rates
-# would deny; the engines run without limits (paper only, with a stated approval, audited in their store)
-NO_LIMITS = {"no_limits": True, "admin_approval": "raw speed benchmark: its order bursts would trip the default rate limits"}
+# would deny; the engines run without limits (paper only, approved by an admin's key, audited in their store)
+NO_LIMITS = {"no_limits": True, "admin_approval": "raw speed benchmark: its order bursts would trip the default rate limits",
+             "admin": "bench-admin"}
+
+
+def _admin(folder: Path) -> Path:
+    """The users file of `folder`, with the admin whose signing key approves running without limits."""
+    users = folder / "users.toml"
+    provision(UserStore(users), {"bench-admin": "admin"})
+    return users
 
 
 def _engine(folder: Path, name: str, symbols: tuple[str, ...], **kw: object) -> EngineService:
@@ -66,7 +74,7 @@ def _engine(folder: Path, name: str, symbols: tuple[str, ...], **kw: object) -> 
         feed_stale_s=1e9,  # the feed is silent on purpose: the watch must not reduce the account
         feed_reduce_s=1e9,
         **NO_LIMITS,  # type: ignore[arg-type]
-        users_file=folder / "users.toml",  # the sender of the command path's orders is "bench"
+        users_file=_admin(folder),  # the sender of the command path's orders is "bench"
         **kw,  # type: ignore[arg-type]
     )
     engine = EngineService(config, feed=_Silent())
@@ -204,6 +212,7 @@ def _many(folder: Path, name: str, speed: float, steps: int | None) -> EngineSer
         engine_id=name, url=f"sqlite:///{folder / (name + '.db')}", venue_path=folder / f"{name}-venue.sqlite",
         feed="synthetic", symbols=symbols, speed=speed, initial_cash=Decimal(100_000_000), max_steps=steps,
         **NO_LIMITS,  # type: ignore[arg-type]
+        users_file=_admin(folder),
     )
     engine = EngineService(config, feed=feed)
     engine.start()

@@ -50,8 +50,10 @@ def engine_main(url: str, venue: str, ready: multiprocessing.synchronize.Event) 
     """The engine process: start, say so, run until SIGTERM. It verifies the clients' signed commands."""
     # the flood is the load under which the halt is timed: the default limits' order rates would deny most
     # of it, so the engine runs without limits (paper only, with a stated approval, audited in its store)
+    users = Path(venue).parent / "users.toml"
+    provision(UserStore(users), {"bench-admin": "admin"})  # whose signing key approves running without limits
     service = EngineService(EngineConfig(engine_id=TARGET, url=url, venue_path=Path(venue), symbols=("AAPL", "MSFT"),
-                                         speed=20.0, users_file=Path(venue).parent / "users.toml", no_limits=True,
+                                         speed=20.0, users_file=users, no_limits=True, admin="bench-admin",
                                          admin_approval="halt-flood benchmark: the flood must reach the engine"))
     service.install_signal_handlers()
     service.start()

@@ -144,6 +144,35 @@ def provision(store: UserStore, roles: Mapping[str, str]) -> dict[str, SigningKe
     return keys
 
 
-__all__ = ["DESK_SERVICE", "JOB_GRANT_ENV", "KEY_FILE_ENV", "RUN_KEY_FILE_ENV", "SCHEDULER_SERVICE", "KeyRing",
-           "issue_service_key", "issue_user_key", "job_signer", "provision", "service_key_file", "signer_from_env", "user_key_file",
-           "user_signing_key"]
+__all__ = [
+    "DESK_SERVICE",
+    "JOB_GRANT_ENV",
+    "KEY_FILE_ENV",
+    "RUN_KEY_FILE_ENV",
+    "SCHEDULER_SERVICE",
+    "KeyRing",
+    "issue_service_key",
+    "issue_user_key",
+    "job_signer",
+    "proven_admin",
+    "provision",
+    "service_key_file",
+    "signer_from_env",
+    "user_key_file",
+    "user_signing_key",
+]
+
+
+def proven_admin(users_file: Path, name: str) -> str:
+    """`name`, when its private key is at hand (``keys/<name>.key`` or ``QLCORE_KEY_FILE``), is the one
+    the users file holds for it, and the user is an admin; else `CredentialError` saying which fails.
+    What an admin's say means for a decision taken where no command travels (an engine's start)."""
+    from qlcore.control.users import UsersDirectory
+
+    key = user_signing_key(users_file, name)
+    principal = UsersDirectory(Path(users_file)).principal(name)
+    if principal is None or principal.public_key != key.public_hex:
+        raise CredentialError(f"{name!r}'s key is not the one {users_file} holds for {name!r}")
+    if principal.role != "admin":
+        raise CredentialError(f"{name!r} is a {principal.role}: only an admin may say so")
+    return name

@@ -167,6 +167,11 @@ def engine_cmd(
         str | None,
         typer.Option("--admin-approval", help="the admin's reason for --no-limits (recorded in the audit log)"),
     ] = None,
+    admin: Annotated[
+        str | None,
+        typer.Option("--admin", help="the admin giving --admin-approval, proven by their signing key "
+                     "(default: QLCORE_USER, else your login name)"),
+    ] = None,
     latency_ms: Annotated[float, typer.Option(help="venue latency in ms (market time)")] = 0.0,
     participation: Annotated[float, typer.Option(help="share of bar volume an order may fill")] = 1.0,
     fee_bps: Annotated[str, typer.Option(help="fee in basis points of notional")] = "0",
@@ -222,6 +227,7 @@ def engine_cmd(
             risk_config=risk_config,
             no_limits=no_limits,
             admin_approval=admin_approval,
+            admin=admin,
             latency_ms=latency_ms,
             participation=participation,
             fee_bps=Decimal(fee_bps),

@@ -45,7 +45,8 @@ from qlcore.audit.recorder import AuditRecorder
 from qlcore.brokers.paper import PaperVenue
 from qlcore.brokers.simulated import FillModel
 from qlcore.control.commands import Command, CommandQueue
-from qlcore.control.identity import NOT_AUTHORISED, Gatekeeper
+from qlcore.control.identity import NOT_AUTHORISED, CredentialError, Gatekeeper
+from qlcore.control.keys import proven_admin
 from qlcore.control.priority import HALT, PRIORITY, PRIORITY_LANES
 from qlcore.control.users import USERS_FILE, UsersDirectory
 from qlcore.data.conditions import RegimeConfig, VolatilityMonitor
@@ -87,7 +88,7 @@ from qlcore.model.instruments import Instrument
 from qlcore.model.market import Bar
 from qlcore.model.money import to_decimal
 from qlcore.risk.chain import RiskChain
-from qlcore.risk.defaults import engine_limits, in_force
+from qlcore.risk.defaults import LimitsOptOutRefused, engine_limits, in_force
 from qlcore.risk.killswitch import halt, resume_trading
 from qlcore.risk.modes import ACCOUNT, TradingMode
 from qlcore.risk.monitors import RiskMonitors
@@ -132,6 +133,7 @@ class EngineConfig:
     risk_config: Path | None = None  # None: the default limits file (qlcore.risk.defaults)
     no_limits: bool = False  # no limits at all: paper only, with admin_approval (check_limits_opt_out)
     admin_approval: str | None = None  # the admin's reason for no_limits, recorded in the audit log
+    admin: str | None = None  # who gives it: an admin whose signing key is at hand (default: QLCORE_USER, the OS user)
     latency_ms: float = 0.0
     participation: float = 1.0
     fee_bps: Decimal = Decimal(0)
@@ -213,7 +215,8 @@ class EngineService:
         self.config = config
         # the limits first, before any file is opened: an engine never runs without them by accident
         settings, self.limits_source = engine_limits(config.risk_config, no_limits=config.no_limits,
-                                                     approval=config.admin_approval, mode="paper")
+                                                     approval=config.admin_approval, mode="paper",
+                                                     user=_limits_off_admin(config))
         self.limits_in_force = in_force(settings)
         self.wall: FeedClock = wall_clock or WallFeedClock()  # paces the feed and times its silence
         self.url = config.resolved_url
@@ -403,8 +406,11 @@ class EngineService:
         opt_out = self.limits_source.opt_out
         if opt_out is None:
             return
-        self.audit.log.record(f"os:{opt_out.user}", "engine.limits_off", "account",
-                              {"engine_id": self.config.engine_id, "mode": opt_out.mode, "reason": opt_out.reason},
+        import getpass
+
+        self.audit.log.record(opt_out.user, "engine.limits_off", "account",
+                              {"engine_id": self.config.engine_id, "mode": opt_out.mode, "reason": opt_out.reason,
+                               "os_user": getpass.getuser(), "proven_by": "the admin's signing key"},
                               ts=self.clock.now)
         self.alert("warning", "risk", f"running without limits: {self.limits_source.describe()}")
 
@@ -972,6 +978,21 @@ def _command_subject(recorder: AuditRecorder, params: dict[str, Any]) -> str:
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _limits_off_admin(config: EngineConfig) -> str | None:
+    """The admin approving `no_limits`, proven by their signing key; None when there is nothing to prove
+    yet (no opt-out, or one that `engine_limits` refuses for what it lacks)."""
+    if not (config.no_limits and (config.admin_approval or "").strip() and config.risk_config is None):
+        return None
+    import getpass
+
+    name = config.admin or os.environ.get("QLCORE_USER") or getpass.getuser()
+    try:
+        return proven_admin(config.resolved_users_file, name)
+    except CredentialError as exc:
+        raise LimitsOptOutRefused(f"--no-limits needs an admin's say, proven by their signing key "
+                                  f"(--admin NAME): {exc}") from None
 
 
 def run_engine(config: EngineConfig, *, on_ready: Callable[[EngineService], None] | None = None) -> EngineService:

@@ -49,9 +49,10 @@ class LimitsOptOut:
 def check_limits_opt_out(*, mode: str, approval: str | None, user: str | None = None) -> LimitsOptOut:
     """The one place that decides whether an engine may run without limits.
 
-    Only a paper engine may, and only with an admin's say. Until signed identities reach the engine,
-    the admin's say is a stated reason (``--admin-approval``) recorded with the OS user who started
-    the engine; requiring a proven admin identity instead is a change to this function alone.
+    Only a paper engine may, and only with an admin's say: a stated reason (``--admin-approval``) and
+    `user`, the admin who gives it, proven by the engine before it calls this (the admin's signing key
+    at hand, matching the users file: `qlcore.control.keys.proven_admin`); it is recorded in the audit
+    log with both.
 
     Raises `LimitsOptOutRefused` naming what is missing.
     """
@@ -136,13 +137,14 @@ def _value(value: Any) -> str:
 
 
 def engine_limits(
-    path: Path | None, *, no_limits: bool = False, approval: str | None = None, mode: str = PAPER
+    path: Path | None, *, no_limits: bool = False, approval: str | None = None, mode: str = PAPER,
+    user: str | None = None,
 ) -> tuple[RiskSettings, LimitsSource]:
     """The risk settings of an engine and where they came from (see the module docstring)."""
     if no_limits:
         if path is not None:
             raise ValueError(f"--no-limits and --limits {path} together: choose one")
-        opt_out = check_limits_opt_out(mode=mode, approval=approval)
+        opt_out = check_limits_opt_out(mode=mode, approval=approval, user=user)
         return RiskSettings(), LimitsSource(OFF, None, opt_out)
     if approval is not None:
         raise ValueError("--admin-approval goes with --no-limits only")

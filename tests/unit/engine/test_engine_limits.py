@@ -8,8 +8,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from signed import users_file
 
 from qlcore.audit.log import AuditLog
+from qlcore.control.keys import provision
+from qlcore.control.users import UserStore, user_key_file
 from qlcore.engine.service import EngineConfig, EngineService
 from qlcore.engine.snapshot import build_snapshot
 from qlcore.model.enums import OrderSide, OrderStatus, OrderType
@@ -138,17 +141,42 @@ def test_opting_out_is_refused_without_an_admins_reason(sqlite_url, tmp_path):
         EngineService(_config(sqlite_url, tmp_path, admin_approval="x"))
 
 
-def test_an_approved_opt_out_runs_without_limits_and_is_audited_with_the_os_user_and_reason(started, sqlite_url):
-    engine = started(no_limits=True, admin_approval="raw speed benchmark, approved by risk (ticket 42)")
+def test_an_approved_opt_out_runs_without_limits_and_is_audited_with_the_admin_and_reason(started, sqlite_url):
+    provision(UserStore(users_file()), {"risk-admin": "admin"})
+    engine = started(no_limits=True, admin_approval="raw speed benchmark, approved by risk (ticket 42)",
+                     admin="risk-admin")
     assert engine.limits_source.kind == "off"
     assert _buy(engine, "10001", "1")[0] is not OrderStatus.DENIED
     [entry] = [e for e in AuditLog(sqlite_url).entries() if e.action == "engine.limits_off"]
-    assert entry.actor == f"os:{getpass.getuser()}" and entry.subject == "account"
-    assert entry.data == {"engine_id": "t", "mode": "paper",
+    assert entry.actor == "risk-admin" and entry.subject == "account"
+    assert entry.data == {"engine_id": "t", "mode": "paper", "os_user": getpass.getuser(),
+                          "proven_by": "the admin's signing key",
                           "reason": "raw speed benchmark, approved by risk (ticket 42)"}
     source = build_snapshot(engine)["risk"]["source"]
     assert source["kind"] == "off" and "raw speed benchmark" in source["text"]
     assert any("running without limits" in a["message"] for a in engine.alerts)
+
+
+def test_opting_out_needs_an_admin_proven_by_their_key(sqlite_url, tmp_path, monkeypatch):
+    monkeypatch.delenv("QLCORE_KEY_FILE", raising=False)
+    store = UserStore(users_file())
+    provision(store, {"desk-trader": "trader", "keyless-admin": "admin"})
+    user_key_file(store.path, "keyless-admin").unlink()
+    cases = {
+        "desk-trader": "'desk-trader' is a trader: only an admin may say so",
+        "keyless-admin": "no usable signing key for 'keyless-admin'",
+        "nobody-at-all": "no usable signing key for 'nobody-at-all'",
+    }
+    for name, why in cases.items():
+        with pytest.raises(LimitsOptOutRefused, match="--no-limits needs an admin's say, proven by their signing key") as err:
+            EngineService(_config(sqlite_url, tmp_path, no_limits=True, admin_approval="speed test", admin=name))
+        assert why in str(err.value)
+    # another admin's key file named as this admin's is not this admin's say
+    provision(store, {"other-admin": "admin"})
+    monkeypatch.setenv("QLCORE_KEY_FILE", str(user_key_file(store.path, "other-admin")))
+    with pytest.raises(LimitsOptOutRefused, match="'keyless-admin''s key is not the one"):
+        EngineService(_config(sqlite_url, tmp_path, no_limits=True, admin_approval="speed test", admin="keyless-admin"))
+    assert not (tmp_path / "venue.sqlite").exists()  # refused before anything was opened
 
 
 def test_limits_written_as_toml_read_back_as_the_same_settings(tmp_path):
