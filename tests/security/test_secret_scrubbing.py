@@ -21,16 +21,16 @@ from typing import Any
 
 import nbformat
 import pytest
+import signed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from signed_jobs import add_user, approved_job
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from qlcore.audit.log import AuditLog
-from qlcore.ops.notebooks import notebook_hash
 from qlcore.ops.runs import execute_run, list_runs
-from qlcore.ops.schedules import ScheduleRecord, write_schedule
 from qlcore.ops.submissions import get_submission, list_submissions
 from qlcore.store.db import connect
 from qlcore.store.errors import describe, safe_url
@@ -261,8 +261,9 @@ def test_a_notebook_under_qlcore_submit_leaves_no_form_of_a_secret_in_any_record
     monkeypatch.setenv("QLCORE_DATA_DIR", str(tmp_path / "data"))  # the audit key the submission used
     nb = write_notebook(tmp_path / "leaky.ipynb")
     url = f"sqlite:///{tmp_path / 'q.db'}"
+    add_user(tmp_path / "data", "alice")  # the author, with her signing key in the data folder
     env = {**os.environ, **PLANTED, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "qlcore.cli", "submit", str(nb), "--author", "alice", "--db", url],
+    done = subprocess.run([sys.executable, "-m", "qlcore.cli", "submit", str(nb), "--user", "alice", "--db", url],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 1, done.stderr  # the notebook's last cell raises
     (sub,) = list_submissions(db=url)
@@ -296,10 +297,7 @@ def test_a_scheduled_run_leaves_no_form_of_a_secret_in_its_record_archive_or_aud
             hide_password=False)
         monkeypatch.setenv("QLCORE_DB_URL", url)
     nb = write_notebook(tmp_path / "leaky.ipynb")
-    record = ScheduleRecord(job_id="leaky", version=1, status="active", submission_id="sub-x", notebook=str(nb),
-                            approved_hash=notebook_hash(nb), mode="paper", cron="0 16 * * mon-fri", reviewer="bob",
-                            author="alice", approved_at="2026-01-02T00:00:00+00:00")
-    write_schedule(tmp_path / "schedules", record)
+    approved_job(tmp_path, nb, "leaky", db=url)  # submitted by alice, approved by bob: signed, copied
     run = execute_run("leaky", schedules_dir=tmp_path / "schedules", db=url, data_dir=tmp_path)
     assert run.status == "failed" and run.failing_cell == 3 and "broker refused" in run.error
     assert all_leaks(run.error) == {} and all_leaks(repr(list_runs(db=url))) == {}
@@ -350,18 +348,18 @@ class LeakyStrategy(Strategy):
 
 
 def test_an_engine_alert_event_and_status_keep_no_form_of_a_secret(tmp_path, monkeypatch):
-    from qlcore.control.commands import CommandQueue
     from qlcore.engine.service import EngineConfig, EngineService
 
     for name, value in PLANTED.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("QLCORE_AUDIT_ANCHORS", str(tmp_path / "anchors"))
+    monkeypatch.setenv("QLCORE_STRATEGY_MODULES", __name__)  # the leaky strategy's module, registered
     url = f"sqlite:///{tmp_path / 'q.db'}"
     engine = EngineService(EngineConfig(engine_id="t", url=url, venue_path=tmp_path / "venue.sqlite",
                                         symbols=("AAPL",), speed=1000.0, command_poll_s=0.0))
     engine.start()
     try:
-        queue = CommandQueue(url)
+        queue = signed.queue(url)
         cid = queue.submit("quant", "strategy.deploy",
                            {"strategy_id": "leaky", "strategy": f"{__name__}:LeakyStrategy"}, target="t")
         for _ in range(6):

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import signed
 
-from qlcore.control.commands import CommandQueue
 from qlcore.engine.service import EngineConfig, EngineService
 from qlcore.strategies import (
     Strategy,
@@ -88,7 +88,7 @@ def test_a_deploy_command_naming_a_module_outside_the_places_is_refused_and_it_n
                                         symbols=("AAPL",), command_poll_s=0.0))
     engine.start()
     try:
-        queue = CommandQueue(sqlite_url)
+        queue = signed.queue(sqlite_url)
         outcomes = {}
         for ref in ("planted_payload:Payload", "os:system", "subprocess:Popen"):
             cid = queue.submit("alice", "strategy.deploy", {"strategy_id": f"x{len(outcomes)}", "strategy": ref},
@@ -118,7 +118,7 @@ def test_a_module_in_the_strategies_folder_loads_and_deploys(sqlite_url, tmp_pat
                                         symbols=("AAPL",), command_poll_s=0.0))
     engine.start()
     try:
-        queue = CommandQueue(sqlite_url)
+        queue = signed.queue(sqlite_url)
         cid = queue.submit("alice", "strategy.deploy", {"strategy_id": "t1", "strategy": "desk_trend:Trend"}, target="t")
         engine.step()
         outcome = queue.status(cid)
